@@ -1,0 +1,274 @@
+"""The WSGI layer: route by prefix, turn replies and errors into responses, log each request.
+
+Nothing here knows about any upstream protocol. A request is checked (its path can never name
+anything outside its backend), handed to the backend whose prefix matches best, and the reply
+is rendered: cached bodies through ``delivery`` (ranges, 304s), errors through the one status
+table in ``errors``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from . import __version__
+from .backends import BACKENDS, Backend, Context
+from .cache import Cache
+from .config import Config
+from .delivery import deliver
+from .errors import (BadRequest, MethodNotAllowed, NotFound, RangeNotSatisfiable, VaultError,
+                     status_for)
+from .exchange import Reply, Request
+from .logs import REQUEST_ID
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("artifact_vault.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_UNSAFE_ENCODED = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+StartResponse = Callable[..., Any]
+
+
+def safe_path(raw: str) -> str:
+    """Percent-decode a request path, refusing anything that could climb out of its prefix.
+
+    Encoded slashes, backslashes and NULs, '.' and '..' segments and empty segments ('//')
+    are refused outright rather than normalized: a normalizing proxy in front of Vault and
+    Vault itself could disagree on the result, and no real client sends them."""
+    if _UNSAFE_ENCODED.search(raw):
+        raise BadRequest("encoded '/', '\\' or NUL in the path")
+    try:
+        path = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("the path is not valid UTF-8") from None
+    segments = path.split("/")
+    if _CONTROL.search(path) or any(s in (".", "..") for s in segments) or "" in segments[1:-1]:
+        raise BadRequest("the path has '.', '..', '//' or control characters")
+    return path
+
+
+class App:
+    """The WSGI application. Build it with ``build_app``; call ``close`` when done."""
+
+    def __init__(self, config: Config, cache: Cache, backends: list[Backend],
+                 metrics: Metrics) -> None:
+        self.config = config
+        self.cache = cache
+        self.metrics = metrics
+        self._backends = sorted(backends, key=lambda b: len(b.prefix), reverse=True)
+        self._started = time.time()
+        self._special = {"/health": self._health, "/ready": self._ready, "/metrics": self._metrics}
+
+    def close(self) -> None:
+        for backend in self._backends:
+            backend.close()
+        self.cache.close()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.monotonic()
+        rid = environ.get("HTTP_X_REQUEST_ID", "")
+        rid = rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex[:16]
+        token = REQUEST_ID.set(rid)
+        method = environ["REQUEST_METHOD"]
+        raw_path = urlsplit(environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")).path
+        backend = None
+        handle_time = 0.0
+        try:
+            backend = self._route(method, raw_path)
+            if backend is None:
+                reply = self._special[raw_path.rstrip("/")]()
+            else:
+                reply = self._handle(backend, environ, method, raw_path)
+                handle_time = time.monotonic() - started
+            status, headers, body = self._render(environ, method, reply)
+            cache_status = reply.cache_status if backend else None
+        except VaultError as exc:
+            status, headers, body = self._error(environ, exc)
+            cache_status = "BYPASS" if backend else None
+        except Exception as exc:  # noqa: BLE001 - log it in full, answer without a traceback
+            log.exception("unexpected error handling %s %s", method, raw_path)
+            status, headers, body = self._error(environ, VaultError(f"internal error: {type(exc).__name__}"))
+            cache_status = None
+        finally:
+            REQUEST_ID.reset(token)
+        headers["X-Request-Id"] = rid
+        if cache_status:
+            headers["X-Cache"] = cache_status
+        start_response(f"{status} {HTTPStatus(status).phrase}", list(headers.items()))
+        backend_name = backend.name if backend else "-"
+        # Time in the backend is upstream time unless the answer came from the cache.
+        upstream_time = handle_time if cache_status not in (None, "HIT", "STALE") else 0.0
+
+        def finished(sent: int) -> None:
+            elapsed = time.monotonic() - started
+            self.metrics.requests.labels(backend_name, cache_status or "-", str(status)).inc()
+            self.metrics.bytes_served.labels(backend_name).inc(sent)
+            access_log.info("%s %s %d %dB %.3fs cache=%s upstream=%.3fs", method, raw_path,
+                            status, sent, elapsed, cache_status or "-", upstream_time,
+                            extra={"request_id": rid, "fields": {
+                                "method": method, "path": raw_path, "status": status,
+                                "bytes": sent, "duration": round(elapsed, 4),
+                                "cache": cache_status, "upstream_time": round(upstream_time, 4)}})
+        return _wrap_body(body, finished)
+
+    def _route(self, method: str, raw_path: str) -> Backend | None:
+        """The backend for ``raw_path``, or None for Vault's own endpoints."""
+        if (raw_path.rstrip("/") or "/") in self._special:
+            if method not in ("GET", "HEAD"):
+                raise MethodNotAllowed(f"{method} is not allowed on {raw_path}")
+            return None
+        for backend in self._backends:
+            if raw_path.startswith(backend.prefix) or raw_path == backend.prefix.rstrip("/"):
+                return backend
+        raise NotFound(f"no backend serves {raw_path}; configured prefixes: "
+                       f"{', '.join(b.prefix for b in self._backends)}")
+
+    def _handle(self, backend: Backend, environ: dict[str, Any], method: str,
+                raw_path: str) -> Reply:
+        rest = safe_path(raw_path[len(backend.prefix):])
+        request = Request(method, rest, environ.get("QUERY_STRING", ""), _request_headers(environ))
+        return backend.handle(request)
+
+    def _render(self, environ: dict[str, Any], method: str,
+                reply: Reply) -> tuple[int, dict[str, str], Iterable[bytes]]:
+        if reply.served is None:
+            body: Iterable[bytes] = reply.body if method != "HEAD" else ()
+            return reply.status, dict(reply.headers), body
+        served = reply.served
+        try:
+            d = deliver(method, _request_headers(environ), served)
+        except RangeNotSatisfiable as exc:
+            return 416, {"Content-Range": f"bytes */{exc.size}", "Content-Length": "0"}, ()
+        headers = {**d.headers, **reply.headers}
+        if not d.send_body:
+            return d.status, headers, ()
+        wrapper = environ.get("wsgi.file_wrapper")
+        if served.path is not None and served.fill is None and wrapper is not None:
+            f = open(served.path, "rb")
+            f.seek(d.start)
+            length = (served.size if d.end is None else d.end) - d.start
+            return d.status, headers, _FileBody(f, wrapper, length)
+        return d.status, headers, served.open(d.start, d.end)
+
+    def _error(self, environ: dict[str, Any],
+               exc: VaultError) -> tuple[int, dict[str, str], Iterable[bytes]]:
+        status = status_for(exc)
+        if status >= 500:
+            log.warning("%d: %s", status, exc.message)
+        headers: dict[str, str] = {}
+        if isinstance(exc, MethodNotAllowed):
+            headers["Allow"] = ", ".join(exc.allowed)
+        if "json" in environ.get("HTTP_ACCEPT", ""):
+            doc = {"error": {"status": status, "message": exc.message}}
+            if exc.upstream:
+                doc["error"]["upstream"] = exc.upstream
+            body = json.dumps(doc).encode() + b"\n"
+            headers["Content-Type"] = "application/json"
+        else:
+            body = f"{status} {HTTPStatus(status).phrase}: {exc.message}\n".encode()
+            headers["Content-Type"] = "text/plain; charset=utf-8"
+        headers["Content-Length"] = str(len(body))
+        return status, headers, [body] if environ["REQUEST_METHOD"] != "HEAD" else []
+
+    def _health(self) -> Reply:
+        doc = {"status": "ok", "version": __version__,
+               "uptime_seconds": round(time.time() - self._started, 1)}
+        return _json_reply(200, doc)
+
+    def _ready(self) -> Reply:
+        writable = os.access(self.cache.blobs.tmp_dir, os.W_OK)
+        index = self.cache.index.healthy()
+        ok = writable and index
+        return _json_reply(200 if ok else 503, {"ready": ok, "cache_dir_writable": writable,
+                                                "index_open": index})
+
+    def _metrics(self) -> Reply:
+        body = self.metrics.render()
+        return Reply(status=200, body=[body], headers={
+            "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
+            "Content-Length": str(len(body))})
+
+
+def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
+    return {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+
+
+def _json_reply(status: int, doc: dict[str, Any]) -> Reply:
+    body = json.dumps(doc).encode() + b"\n"
+    return Reply(status=status, body=[body], headers={
+        "Content-Type": "application/json", "Content-Length": str(len(body)),
+        "Cache-Control": "no-store"})
+
+
+class _FileBody:
+    """A cached file handed to the server's file wrapper (its fast path), with a close hook.
+
+    waitress serves ``wsgi.file_wrapper`` objects from its I/O loop without a worker thread per
+    chunk; wrapping the *file* (not the iterable) keeps that fast path and still tells us when
+    the response is done."""
+
+    def __init__(self, f: Any, wrapper: Callable[..., Any], length: int) -> None:
+        self._f = f
+        self.wrapper = wrapper
+        self.length = length
+        self.read, self.seek, self.tell = f.read, f.seek, f.tell
+        self.on_close: Callable[[], None] = lambda: None
+
+    def close(self) -> None:
+        self._f.close()
+        self.on_close()
+
+
+def _wrap_body(body: Iterable[bytes],
+               finished: Callable[[int], None]) -> Iterable[bytes]:
+    if isinstance(body, _FileBody):
+        length = body.length
+        body.on_close = lambda: finished(length)
+        return body.wrapper(body, 256 * 1024)
+    return _CountingBody(body, finished)
+
+
+class _CountingBody:
+    """Counts bytes as the server pulls them and reports once, when the server closes us."""
+
+    def __init__(self, body: Iterable[bytes], finished: Callable[[int], None]) -> None:
+        self._body = body
+        self._it: Iterator[bytes] = iter(body)
+        self._finished = finished
+        self._sent = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        chunk = next(self._it)
+        self._sent += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        for obj in (self._it, self._body):
+            close = getattr(obj, "close", None)
+            if close is not None:
+                close()
+        self._finished(self._sent)
+
+
+def build_app(config: Config) -> App:
+    """Build the cache, the metrics and every configured backend, and the app around them."""
+    metrics = Metrics()
+    cache = Cache(config.cache_dir, config.cache, metrics)
+    metrics.watch_cache(cache.index.totals)
+    ctx = Context(cache=cache, metrics=metrics, offline=config.offline,
+                  pool_size=config.threads)
+    backends: list[Backend] = [BACKENDS[spec.type](spec, ctx) for spec in config.backends]
+    return App(config, cache, backends, metrics)

@@ -1,0 +1,51 @@
+"""Backends: one module per upstream kind, registered here by the name used in the config.
+
+A backend is small on purpose: it turns a request path into a cache key, a ``Policy`` and a
+way to fetch, and lets the cache engine do everything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..cache import Cache
+from ..exchange import Reply, Request
+from ..metrics import Metrics
+from .http import HttpBackend
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every backend is built with, passed explicitly (there are no globals)."""
+
+    cache: Cache
+    metrics: Metrics
+    offline: bool  # the global switch; a backend's own ``offline`` can only add to it
+    pool_size: int  # upstream connections to keep per backend
+
+
+class Backend(Protocol):
+    """The extension point: one upstream kind behind a URL prefix.
+
+    ``handle`` gets the part of the path below ``prefix`` and returns a ``Reply``; it raises
+    ``errors.VaultError`` subclasses for everything that is not a success. For example::
+
+        class Static:
+            name, prefix = "static", "/static/"
+            def handle(self, request):
+                return Reply(body=[b"hello"], headers={"content-type": "text/plain"})
+            def close(self):
+                pass
+    """
+
+    name: str
+    prefix: str
+
+    def handle(self, request: Request) -> Reply: ...
+
+    def close(self) -> None: ...
+
+
+BACKENDS = {"http": HttpBackend}
+SETTINGS = {name: cls.Settings for name, cls in BACKENDS.items()}

@@ -1,0 +1,65 @@
+"""The ``http`` backend: any HTTP(S) file tree (a Debian mirror, a release site) under a prefix."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from ..cache import Policy
+from ..config import BackendSpec, Duration
+from ..errors import MethodNotAllowed
+from ..exchange import Reply, Request
+from ..upstream import Upstream, UpstreamResponse, UpstreamSettings
+
+if TYPE_CHECKING:
+    from . import Context
+
+# RFC 3986 pchar minus '%': a literal '%' in a decoded path (Debian's "%3a" epochs) must be
+# re-encoded, or the upstream would decode it a second time.
+_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+@dataclass(frozen=True)
+class HttpSettings(UpstreamSettings):
+    ttl: Duration = 600.0  # freshness of mutable files (apt's InRelease, index pages)
+    immutable: tuple[str, ...] = ()  # glob patterns of files that never change
+
+
+class HttpBackend:
+    Settings = HttpSettings
+
+    def __init__(self, spec: BackendSpec, ctx: Context) -> None:
+        settings: HttpSettings = spec.settings
+        self.name = spec.prefix.strip("/")
+        self.prefix = spec.prefix
+        self._settings = settings
+        self._cache = ctx.cache
+        self._offline = ctx.offline or settings.offline
+        self._upstream = Upstream(self.name, settings, ctx.metrics, pool_size=ctx.pool_size)
+
+    def close(self) -> None:
+        self._upstream.close()
+
+    def handle(self, request: Request) -> Reply:
+        if request.method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(f"{request.method} is not supported by the {self.name} backend")
+        url = f"{self._settings.base_url}/{quote(request.path, safe=_SAFE)}"
+        if request.query:
+            url += f"?{request.query}"
+        policy = Policy(ttl=None if self._immutable(request.path) else self._settings.ttl,
+                        offline=self._offline)
+
+        def fetch(validators: Mapping[str, str]) -> UpstreamResponse:
+            return self._upstream.get(url, validators)
+
+        served = self._cache.get(self.name, f"{self.name} {url}", policy, fetch)
+        return Reply(served=served, cache_status=served.cache_status)
+
+    def _immutable(self, path: str) -> bool:
+        # A pattern matches the whole path or any tail of it that starts at a '/': "by-hash/*"
+        # matches "dists/bookworm/main/binary-amd64/by-hash/SHA256/ab12...".
+        return any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(path, f"*/{p}")
+                   for p in self._settings.immutable)

@@ -1,0 +1,92 @@
+"""Content-addressed blob files under ``cache_dir``, and the temp files that become them.
+
+A blob's name is its sha256, so identical content fetched through two URLs (or two backends)
+is stored once, and a file can be checked against its own name. Temp files live in the same
+filesystem as the blobs so the final ``os.replace`` is atomic: a reader sees the whole file or
+none of it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blob_dir = root / "blobs" / "sha256"
+        self.tmp_dir = root / "tmp"
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        # The digest comes from our own hashing or the index; the check keeps a corrupted index
+        # row from naming a path outside the store.
+        if not _HEX64.match(digest):
+            raise ValueError(f"not a sha256 hex digest: {digest!r}")
+        return self.blob_dir / digest[:2] / digest
+
+    def has(self, digest: str, size: int) -> bool:
+        """True if the blob is on disk with the expected size (a cheap guard against loss)."""
+        try:
+            return os.stat(self.path(digest)).st_size == size
+        except (OSError, ValueError):
+            return False
+
+    def new_temp(self) -> Path:
+        # The pid in the name lets start-up clean-up tell leftovers of a dead process from the
+        # live fills of another process (the CLI) sharing this cache.
+        return self.tmp_dir / f"{os.getpid()}.{uuid.uuid4().hex}"
+
+    def commit(self, temp: Path, digest: str) -> Path:
+        """Move a finished, verified temp file into place; an existing copy wins."""
+        dest = self.path(digest)
+        dest.parent.mkdir(exist_ok=True)
+        if dest.exists():
+            temp.unlink(missing_ok=True)
+        else:
+            os.replace(temp, dest)
+        return dest
+
+    def remove(self, digest: str) -> None:
+        self.path(digest).unlink(missing_ok=True)
+
+    def clean_temp(self) -> int:
+        """Delete temp files left by crashed processes; returns how many went."""
+        removed = 0
+        for temp in self.tmp_dir.iterdir():
+            pid = int(temp.name.split(".", 1)[0]) if temp.name.split(".", 1)[0].isdigit() else 0
+            if pid == os.getpid() or not _alive(pid):
+                temp.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def temp_bytes(self) -> int:
+        total = 0
+        for temp in self.tmp_dir.iterdir():
+            try:
+                total += temp.stat().st_size
+            except OSError:
+                pass
+        return total
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,314 @@
+"""The cache engine every backend uses: lookup, freshness, single-flight fills, verified commits.
+
+A backend turns a request into a cache key, a ``Policy`` (how long the artifact stays fresh,
+which digest it must have) and a ``Fetch`` (how to ask the upstream). The engine does the rest,
+the same way for every backend:
+
+    hit, fresh or immutable  -> served from disk, no upstream contact
+    hit, expired             -> one conditional GET (304 refreshes it; error serves it STALE)
+    negative hit (404)       -> 404 until it expires
+    miss                     -> one upstream GET however many clients ask; all stream it
+    offline                  -> hits only; a miss is an ``OfflineMiss``
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ..config import CacheSettings
+from ..errors import (IntegrityError, OfflineMiss, TransferAborted, UpstreamError,
+                      UpstreamNotFound, VaultError)
+from .blobs import BlobStore
+from .eviction import Evictor
+from .fill import READ_CHUNK, Fill, FillHead
+from .index import Entry, Index
+
+log = logging.getLogger(__name__)
+
+# Upstream headers worth keeping with a blob; everything else is per-response noise.
+KEPT_HEADERS = ("content-type", "content-encoding", "etag", "last-modified", "content-disposition")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How one artifact is cached. ``ttl=None`` marks it immutable: never revalidated."""
+
+    ttl: float | None = None
+    offline: bool = False
+    digest: str | None = None  # expected sha256 hex, when the backend knows it
+    size: int | None = None  # expected length, when the backend knows it
+
+
+class Fetched(Protocol):
+    """An upstream answer, as the engine needs it (``upstream.UpstreamResponse`` is one)."""
+
+    status: int
+    headers: Mapping[str, str]
+
+    def chunks(self) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+# Called with conditional headers (If-None-Match, If-Modified-Since) when revalidating.
+Fetch = Callable[[Mapping[str, str]], Fetched]
+
+
+class Observer(Protocol):
+    """What the engine reports to metrics; ``metrics.Metrics`` is one."""
+
+    def fill_started(self) -> None: ...
+
+    def fill_ended(self) -> None: ...
+
+    def upstream_bytes(self, backend: str, n: int) -> None: ...
+
+
+@dataclass
+class Served:
+    """The engine's answer: a complete file, a fill in progress, or a pass-through stream."""
+
+    cache_status: str  # HIT, MISS, STALE, REVALIDATED or BYPASS
+    size: int | None
+    headers: Mapping[str, str]
+    path: Path | None = None
+    fill: Fill | None = None
+    stream: Fetched | None = None
+
+    def open(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The body bytes [start, end): from disk, from the growing fill, or from upstream."""
+        if self.fill is not None:
+            return self.fill.read(start, end)
+        if self.stream is not None:
+            return _guarded(self.stream)
+        assert self.path is not None
+        return _read_file(self.path, start, end)
+
+
+class _NoRoom(Exception):
+    """The disk budget cannot take this artifact: clients get it passed through instead."""
+
+
+class Cache:
+    def __init__(self, root: Path, settings: CacheSettings, observer: Observer) -> None:
+        self.settings = settings
+        self.blobs = BlobStore(root)
+        self.index = Index(root / "index.sqlite")
+        self.evictor = Evictor(self.index, self.blobs, settings)
+        self._observer = observer
+        self._fills: dict[str, Fill] = {}
+        self._lock = threading.Lock()
+        removed = self.blobs.clean_temp()
+        if removed:
+            log.info("removed %d temp files left by an earlier run", removed)
+
+    def close(self) -> None:
+        self.index.close()
+
+    def fills_in_progress(self) -> int:
+        with self._lock:
+            return len(self._fills)
+
+    def get(self, backend: str, key: str, policy: Policy, fetch: Fetch) -> Served:
+        """Serve ``key`` from the cache, fetching it with ``fetch`` if needed."""
+        now = time.time()
+        entry = self.index.get(key)
+        if entry is not None and entry.status != 200:
+            if entry.is_fresh(now):
+                raise UpstreamNotFound(f"{key} is not found upstream (remembered)")
+            entry = None
+        if entry is not None and not self.blobs.has(entry.digest or "", entry.size):
+            log.warning("cached blob of %s is missing or truncated; fetching it again", key)
+            self.index.delete(key)
+            entry = None
+        if entry is not None and (entry.is_fresh(now) or policy.offline):
+            self.index.touch(key)
+            return self._hit(entry, "HIT" if entry.is_fresh(now) else "STALE")
+        if policy.offline:
+            raise OfflineMiss(f"offline mode is on and {key} is not cached")
+        try:
+            return self._join(backend, key, policy, fetch, entry)
+        except UpstreamError as exc:
+            if entry is not None and now - (entry.fresh_until or now) <= self.settings.max_stale:
+                log.warning("serving stale %s: %s", key, exc)
+                return self._hit(entry, "STALE")
+            raise
+        except _NoRoom:
+            return Served("BYPASS", None, {}, stream=fetch({}))
+
+    def _hit(self, entry: Entry, status: str) -> Served:
+        assert entry.digest is not None
+        return Served(status, entry.size, entry.headers, path=self.blobs.path(entry.digest))
+
+    def _join(self, backend: str, key: str, policy: Policy, fetch: Fetch,
+              stale: Entry | None) -> Served:
+        """Wait for the fill of ``key``, starting it if no one has yet."""
+        with self._lock:
+            fill = self._fills.get(key)
+            if fill is None:
+                fill = self._fills[key] = Fill(key, self.blobs.new_temp())
+                threading.Thread(target=self._run, name=f"fill {key[:60]}", daemon=True,
+                                 args=(fill, backend, policy, fetch, stale)).start()
+        head = fill.wait_head()
+        if isinstance(head, Entry):
+            return self._hit(head, "REVALIDATED")
+        return Served("MISS", head.size, head.headers, fill=fill)
+
+    def _run(self, fill: Fill, backend: str, policy: Policy, fetch: Fetch,
+             stale: Entry | None) -> None:
+        """The fill thread: fetch, stream to the temp file, verify, commit."""
+        self._observer.fill_started()
+        try:
+            self._fill(fill, backend, policy, fetch, stale)
+        except BaseException as exc:  # noqa: BLE001 - every failure must reach the readers
+            if not isinstance(exc, (VaultError, _NoRoom)):
+                log.exception("fill of %s failed", fill.key)
+            self._forget(fill)  # first: the next request must start a new fill
+            fill.failed(exc)
+        finally:
+            self._forget(fill)
+            self._observer.fill_ended()
+
+    def _forget(self, fill: Fill) -> None:
+        with self._lock:
+            if self._fills.get(fill.key) is fill:
+                del self._fills[fill.key]
+
+    def _fill(self, fill: Fill, backend: str, policy: Policy, fetch: Fetch,
+              stale: Entry | None) -> None:
+        if not self.evictor.make_room(policy.size or 0):
+            raise _NoRoom()
+        validators = _validators(stale) if stale is not None else {}
+        try:
+            resp = fetch(validators)
+        except UpstreamNotFound:
+            self._remember_missing(backend, fill.key)
+            raise
+        try:
+            now = time.time()
+            fresh_until = None if policy.ttl is None else now + policy.ttl
+            if resp.status == 304 and stale is not None:
+                headers = {**stale.headers, **_kept(resp.headers, only=("etag", "last-modified"))}
+                self.index.refresh(fill.key, fresh_until, headers)
+                self._forget(fill)
+                fill.finished(dataclasses.replace(stale, headers=headers, fresh_until=fresh_until))
+                return
+            if resp.status != 200:
+                raise UpstreamError(f"upstream answered {resp.status} for {fill.key}",
+                                    upstream_status=resp.status)
+            size = _content_length(resp.headers)
+            if policy.size is not None and size is not None and size != policy.size:
+                raise IntegrityError(f"upstream size {size} for {fill.key} is not the expected "
+                                     f"{policy.size}")
+            if size is not None and not self.evictor.make_room(size):
+                raise _NoRoom()
+            headers = _kept(resp.headers)
+            digest, written = self._write(fill, resp, backend, FillHead(size, headers))
+        finally:
+            resp.close()
+        temp = self._verify(fill, policy, size, digest, written)
+        if "etag" not in headers:
+            headers["etag"] = f'"sha256:{digest}"'
+        fill.commit(lambda: self.blobs.commit(temp, digest))
+        entry = Entry(fill.key, backend, 200, digest, written, headers, now, fresh_until, now)
+        self.index.put(entry)
+        self._forget(fill)  # first: a request from now on finds the entry, a HIT
+        fill.finished(entry)
+        log.debug("committed %s (%d bytes, sha256:%s)", fill.key, written, digest)
+
+    def _write(self, fill: Fill, resp: Fetched, backend: str, head: FillHead) -> tuple[str, int]:
+        """Stream the body to the temp file, hashing as it goes; fsync before returning."""
+        temp = fill.temp
+        sha = hashlib.sha256()
+        written = 0
+        try:
+            with open(temp, "wb", buffering=0) as f:
+                fill.started(head)  # only now: readers open the temp file as soon as they wake
+                for chunk in resp.chunks():
+                    f.write(chunk)
+                    sha.update(chunk)
+                    written += len(chunk)
+                    self._observer.upstream_bytes(backend, len(chunk))
+                    fill.advanced(written)
+                os.fsync(f.fileno())
+        except BaseException as exc:
+            temp.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                raise UpstreamError(f"disk full while caching {fill.key}") from exc
+            raise
+        return sha.hexdigest(), written
+
+    def _verify(self, fill: Fill, policy: Policy, size: int | None, digest: str,
+                written: int) -> Path:
+        temp = fill.temp
+        problem = None
+        if size is not None and written != size:
+            problem = f"upstream sent {written} bytes of the {size} it announced"
+        elif policy.size is not None and written != policy.size:
+            problem = f"upstream sent {written} bytes, expected {policy.size}"
+        elif policy.digest is not None and digest != policy.digest:
+            problem = f"sha256 {digest} does not match the expected {policy.digest}"
+        if problem:
+            temp.unlink(missing_ok=True)
+            log.error("not caching %s: %s", fill.key, problem)
+            raise IntegrityError(f"{fill.key}: {problem}")
+        return temp
+
+    def _remember_missing(self, backend: str, key: str) -> None:
+        now = time.time()
+        if self.settings.negative_ttl > 0:
+            self.index.put(Entry(key, backend, 404, None, 0, {}, now,
+                                 now + self.settings.negative_ttl, now))
+        else:
+            self.index.delete(key)
+
+
+def _validators(entry: Entry) -> dict[str, str]:
+    found = {}
+    if "etag" in entry.headers and not entry.headers["etag"].startswith('"sha256:'):
+        found["If-None-Match"] = entry.headers["etag"]
+    if "last-modified" in entry.headers:
+        found["If-Modified-Since"] = entry.headers["last-modified"]
+    return found
+
+
+def _kept(headers: Mapping[str, str], only: tuple[str, ...] = KEPT_HEADERS) -> dict[str, str]:
+    return {name: headers[name] for name in only if headers.get(name)}
+
+
+def _content_length(headers: Mapping[str, str]) -> int | None:
+    value = headers.get("content-length")
+    return int(value) if value and value.isdigit() else None
+
+
+def _read_file(path: Path, start: int, end: int | None) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        f.seek(start)
+        remaining = None if end is None else end - start
+        while remaining is None or remaining > 0:
+            data = f.read(READ_CHUNK if remaining is None else min(READ_CHUNK, remaining))
+            if not data:
+                return
+            if remaining is not None:
+                remaining -= len(data)
+            yield data
+
+
+def _guarded(stream: Fetched) -> Iterator[bytes]:
+    """A pass-through body: an upstream failure becomes a broken transfer."""
+    try:
+        yield from stream.chunks()
+    except VaultError as exc:
+        raise TransferAborted(str(exc)) from exc
+    finally:
+        stream.close()

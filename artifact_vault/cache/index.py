@@ -1,0 +1,152 @@
+"""The SQLite index: cache key -> blob digest, size, headers and freshness.
+
+The index is what makes start-up instant (no tree scan) and what lets two keys share one blob.
+One connection is shared by all threads behind a lock: every statement is a point lookup or a
+single-row write, far cheaper than the request around it. Last-access times are the exception:
+they change on every hit, so they are kept in memory and written in batches.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    key          TEXT PRIMARY KEY,
+    backend      TEXT NOT NULL,
+    status       INTEGER NOT NULL,      -- 200, or 404 for a negative entry
+    digest       TEXT,                  -- sha256 hex of the blob; NULL for a negative entry
+    size         INTEGER NOT NULL,
+    headers      TEXT NOT NULL,         -- JSON: content-type, etag, last-modified, ...
+    fetched_at   REAL NOT NULL,
+    fresh_until  REAL,                  -- NULL: immutable, never revalidated
+    last_access  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_lru ON entries (last_access);
+CREATE INDEX IF NOT EXISTS entries_digest ON entries (digest);
+"""
+_TOUCH_FLUSH_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    backend: str
+    status: int
+    digest: str | None
+    size: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    fetched_at: float = 0.0
+    fresh_until: float | None = None
+    last_access: float = 0.0
+
+    @property
+    def immutable(self) -> bool:
+        return self.fresh_until is None
+
+    def is_fresh(self, now: float) -> bool:
+        return self.fresh_until is None or now < self.fresh_until
+
+
+class Index:
+    """Thread-safe access to the entries table of one cache directory."""
+
+    def __init__(self, path: Path) -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
+                                   timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")  # readers in other processes (CLI) never block
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._touched: dict[str, float] = {}
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        self.flush_access()
+        with self._lock:
+            self._db.close()
+
+    def get(self, key: str) -> Entry | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM entries WHERE key = ?", (key,)).fetchone()
+        return _entry(row) if row else None
+
+    def put(self, entry: Entry) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?,?,?,?)",
+                (entry.key, entry.backend, entry.status, entry.digest, entry.size,
+                 json.dumps(dict(entry.headers)), entry.fetched_at, entry.fresh_until,
+                 entry.last_access))
+            self._touched.pop(entry.key, None)
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM entries WHERE key = ?", (key,))
+            self._touched.pop(key, None)
+
+    def refresh(self, key: str, fresh_until: float | None, headers: Mapping[str, str]) -> None:
+        """Record a successful revalidation (a 304): new freshness, possibly new validators."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE entries SET fresh_until = ?, headers = ?, fetched_at = ? WHERE key = ?",
+                (fresh_until, json.dumps(dict(headers)), time.time(), key))
+
+    def touch(self, key: str) -> None:
+        """Note a read for LRU; written to disk at most every few seconds."""
+        now = time.time()
+        with self._lock:
+            self._touched[key] = now
+            due = time.monotonic() - self._last_flush > _TOUCH_FLUSH_SECONDS
+        if due:
+            self.flush_access()
+
+    def flush_access(self) -> None:
+        with self._lock:
+            touched, self._touched = self._touched, {}
+            self._last_flush = time.monotonic()
+            if touched:
+                self._db.executemany("UPDATE entries SET last_access = ? WHERE key = ?",
+                                     [(t, k) for k, t in touched.items()])
+
+    def digest_in_use(self, digest: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM entries WHERE digest = ? LIMIT 1",
+                                    (digest,)).fetchone() is not None
+
+    def totals(self) -> tuple[int, int]:
+        """(entries, bytes of distinct blobs): what the cache holds on disk."""
+        with self._lock:
+            count = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+            size = self._db.execute(
+                "SELECT COALESCE(SUM(size), 0) FROM (SELECT DISTINCT digest, size FROM entries "
+                "WHERE digest IS NOT NULL)").fetchone()[0]
+        return count, size
+
+    def least_recent(self, limit: int = 100) -> Iterator[Entry]:
+        """Oldest-accessed entries first: the eviction order."""
+        self.flush_access()
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM entries ORDER BY last_access LIMIT ?",
+                                    (limit,)).fetchall()
+        return (_entry(r) for r in rows)
+
+    def healthy(self) -> bool:
+        try:
+            with self._lock:
+                self._db.execute("SELECT 1").fetchone()
+            return True
+        except sqlite3.Error:
+            return False
+
+
+def _entry(row: tuple) -> Entry:
+    key, backend, status, digest, size, headers, fetched_at, fresh_until, last_access = row
+    return Entry(key, backend, status, digest, size, json.loads(headers), fetched_at,
+                 fresh_until, last_access)

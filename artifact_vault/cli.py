@@ -1,0 +1,73 @@
+"""Command line: ``artifact-vault serve`` (the default) and friends."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import Config, check_cache_dir, load_config
+from .errors import ConfigError
+
+log = logging.getLogger("artifact_vault")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="artifact-vault", description=(
+        "A caching proxy for PyPI, container registries, apt and plain HTTP."))
+    parser.add_argument("--version", action="version", version=f"artifact-vault {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the server (the default command)")
+    for p in (parser, serve):
+        p.add_argument("--config", type=Path, default=None,
+                       help="YAML config file (default: the embedded default config)")
+        p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                       help="override log_level from the config")
+    return parser
+
+
+def load(path: Path | None, log_level: str | None) -> Config:
+    """The validated config with command-line overrides; exits with one line if it is bad."""
+    try:
+        config = load_config(path)
+        check_cache_dir(config.cache_dir)
+    except ConfigError as exc:
+        print(f"artifact-vault: config error: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if log_level:
+        config = dataclasses.replace(config, log_level=log_level)
+    return config
+
+
+def serve(config: Config) -> None:
+    import waitress
+
+    from .app import build_app
+    from .logs import setup_logging
+
+    setup_logging(config.log_level, config.log_format)
+    app = build_app(config)
+    server = waitress.create_server(
+        app, host=config.http_host, port=config.http_port, threads=config.threads,
+        ident="artifact-vault", channel_timeout=300, connection_limit=1000,
+        asyncore_use_poll=True, outbuf_overflow=8 * 1024 * 1024)
+    signal.signal(signal.SIGTERM, lambda *_: server.close())
+    log.info("artifact-vault %s listening on http://%s:%s/ (cache %s, backends %s)",
+             __version__, config.http_host, server.effective_port, config.cache_dir,
+             ", ".join(b.prefix for b in config.backends))
+    try:
+        server.run()
+    except (KeyboardInterrupt, OSError):
+        pass  # OSError: the loop's sockets were closed by SIGTERM
+    finally:
+        app.close()
+        log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    serve(load(args.config, args.log_level))

@@ -1,0 +1,27 @@
+"""The request a backend sees and the reply it gives: HTTP reduced to what backends need."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from .cache import Served
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # below the backend prefix, percent-decoded and checked: no '..', no '//'
+    query: str  # raw query string, '' when absent
+    headers: Mapping[str, str]  # lower-case names
+
+
+@dataclass
+class Reply:
+    """A body from the cache (``served``: ranges and conditionals apply) or generated here."""
+
+    served: Served | None = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Iterable[bytes] = ()
+    cache_status: str = "BYPASS"

@@ -1,0 +1,204 @@
+"""Talking to one upstream: timeouts, retries with backoff, a redirect policy, auth, no secrets.
+
+Redirects are followed here, by hand, rather than by requests: each hop is checked against
+the hosts the config named, and credentials go only to the configured host, never to a CDN
+or object store the upstream redirects to. Everything that can go wrong becomes an
+``UpstreamError`` that names the upstream host, so the client's error body says who failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import types
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Protocol
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from . import __version__
+from .config import SecretStr, Timeout, TimeoutSpec
+from .errors import ConfigError, UpstreamError, UpstreamNotFound, UpstreamTimeout
+
+log = logging.getLogger(__name__)
+_MAX_REDIRECTS = 5
+_BACKOFF_SECONDS = 0.25
+_CHUNK = 256 * 1024
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def parse_http_url(value: Any, key: str) -> str:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{key}: {value!r} is not an http(s) URL; write e.g. "
+                          "https://deb.debian.org/debian")
+    if parts.username or parts.password:
+        raise ConfigError(f"{key}: credentials in the URL would leak into logs; use the "
+                          "username and password keys instead")
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[str, parse_http_url]
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    """Settings every backend shares for reaching its upstream."""
+
+    prefix: str
+    base_url: HttpUrl
+    headers: Mapping[str, SecretStr] = field(default_factory=lambda: types.MappingProxyType({}))
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout: TimeoutSpec = field(default_factory=Timeout)
+    retries: int = 2  # for refused connections and 5xx before the first body byte
+    verify_tls: bool = True
+    allowed_redirect_hosts: tuple[str, ...] = ()
+    offline: bool = False
+
+
+class UpstreamObserver(Protocol):
+    def upstream_latency(self, backend: str, seconds: float) -> None: ...
+
+    def upstream_error(self, backend: str, reason: str) -> None: ...
+
+
+class UpstreamResponse:
+    """A streaming upstream answer whose body errors are ``UpstreamError``s."""
+
+    def __init__(self, resp: requests.Response, host: str) -> None:
+        self._resp = resp
+        self._host = host
+        self.status = resp.status_code
+        self.headers = resp.headers
+        self.url = resp.url
+
+    def chunks(self) -> Iterator[bytes]:
+        # decode_content=False: a .gz is stored and served as the bytes the upstream holds.
+        try:
+            yield from self._resp.raw.stream(_CHUNK, decode_content=False)
+        except (urllib3.exceptions.ReadTimeoutError, requests.Timeout) as exc:
+            raise UpstreamTimeout(f"upstream {self._host} stalled mid-body",
+                                  upstream=self._host) from exc
+        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+            raise UpstreamError(f"upstream {self._host} broke off mid-body ({type(exc).__name__})",
+                                upstream=self._host) from exc
+
+    def close(self) -> None:
+        self._resp.close()
+
+    def __enter__(self) -> UpstreamResponse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Retry(Exception):
+    def __init__(self, error: UpstreamError) -> None:
+        self.error = error
+
+
+class Upstream:
+    """One configured upstream origin, shared by all requests of one backend."""
+
+    def __init__(self, backend: str, settings: UpstreamSettings, observer: UpstreamObserver,
+                 pool_size: int = 32) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.base_url = settings.base_url
+        self.host = urlsplit(settings.base_url).netloc.lower()
+        self._observer = observer
+        self._allowed = {self.host, *(h.lower() for h in settings.allowed_redirect_hosts)}
+        self._session = requests.Session()
+        self._session.trust_env = False  # no ~/.netrc credentials, no surprise proxies
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def get(self, url: str, headers: Mapping[str, str] | None = None) -> UpstreamResponse:
+        """GET ``url`` (on this upstream), following allowed redirects, retrying what is safe."""
+        attempts = max(1, self.settings.retries + 1)
+        for attempt in range(attempts):
+            try:
+                return self._follow(url, headers or {})
+            except _Retry as retry:
+                if attempt + 1 == attempts:
+                    raise retry.error from None
+                log.info("retrying %s after: %s", self.host, retry.error.message)
+                time.sleep(_BACKOFF_SECONDS * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _follow(self, url: str, headers: Mapping[str, str]) -> UpstreamResponse:
+        for _ in range(_MAX_REDIRECTS + 1):
+            resp = self._send(url, headers)
+            if resp.status_code in _REDIRECTS and "location" in resp.headers:
+                url = urljoin(url, resp.headers["location"])
+                resp.close()
+                continue
+            return self._judge(resp)
+        raise UpstreamError(f"upstream {self.host} redirected more than {_MAX_REDIRECTS} times",
+                            upstream=self.host)
+
+    def _send(self, url: str, headers: Mapping[str, str]) -> requests.Response:
+        host = urlsplit(url).netloc.lower()
+        if host not in self._allowed:
+            self._observer.upstream_error(self.backend, "redirect_not_allowed")
+            raise UpstreamError(f"upstream {self.host} redirected to {host}, which the config "
+                                "does not allow (see allowed_redirect_hosts)", upstream=self.host)
+        own_host = host == self.host  # credentials and configured headers stay on this host
+        send = {"User-Agent": f"artifact-vault/{__version__}", "Accept-Encoding": "identity",
+                **(self.settings.headers if own_host else {}), **headers}
+        auth = None
+        if own_host and self.settings.username is not None:
+            auth = (self.settings.username, self.settings.password or "")
+        timeout = (self.settings.timeout.connect, self.settings.timeout.read)
+        started = time.monotonic()
+        try:
+            resp = self._session.get(url, headers=send, auth=auth, timeout=timeout, stream=True,
+                                     allow_redirects=False, verify=self.settings.verify_tls)
+        except requests.Timeout as exc:
+            self._observer.upstream_error(self.backend, "timeout")
+            raise _Retry(UpstreamTimeout(f"upstream {host} timed out", upstream=host)) from exc
+        except requests.ConnectionError as exc:
+            self._observer.upstream_error(self.backend, "unreachable")
+            raise _Retry(UpstreamError(f"upstream {host} is unreachable ({_reason(exc)})",
+                                       upstream=host)) from exc
+        except requests.RequestException as exc:
+            self._observer.upstream_error(self.backend, "request")
+            raise UpstreamError(f"request to upstream {host} failed ({type(exc).__name__})",
+                                upstream=host) from exc
+        self._observer.upstream_latency(self.backend, time.monotonic() - started)
+        return resp
+
+    def _judge(self, resp: requests.Response) -> UpstreamResponse:
+        status = resp.status_code
+        host = urlsplit(resp.url).netloc.lower()
+        if status in (200, 206, 304):
+            return UpstreamResponse(resp, host)
+        resp.close()
+        if status in (404, 410):
+            raise UpstreamNotFound(f"upstream {host} has no {urlsplit(resp.url).path}",
+                                   upstream=host, upstream_status=status)
+        self._observer.upstream_error(self.backend, f"http_{status}")
+        error = UpstreamError(f"upstream {host} answered {status}", upstream=host,
+                              upstream_status=status)
+        if status >= 500:
+            raise _Retry(error)
+        raise error
+
+
+def _reason(exc: requests.ConnectionError) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "reset by peer",
+                   "Network is unreachable", "No route to host"):
+        if marker in text:
+            return marker.lower()
+    return "connection failed"
