@@ -52,7 +52,7 @@ def safe_path(raw: str) -> str:
     except UnicodeDecodeError:
         raise BadRequest("the path is not valid UTF-8") from None
     segments = path.split("/")
-    if _CONTROL.search(path) or any(s in (".", "..") for s in segments) or "" in segments[1:-1]:
+    if _CONTROL.search(path) or any(s in (".", "..") for s in segments) or "" in segments[:-1]:
         raise BadRequest("the path has '.', '..', '//' or control characters")
     return path
 

@@ -188,7 +188,7 @@ def convert(tp: Any, value: Any, key: str) -> Any:
 def expand_env(value: Any, key: str, env: Mapping[str, str]) -> Any:
     """Replace ``${VAR}`` in every string, so secrets can stay out of the file."""
     if isinstance(value, Mapping):
-        return {k: expand_env(v, f"{key}.{k}" if key else str(k), env) for k, v in value.items()}
+        return {k: expand_env(v, f"{key}.{k}", env) for k, v in value.items()}
     if isinstance(value, list):
         return [expand_env(v, f"{key}[{i}]", env) for i, v in enumerate(value)]
     if isinstance(value, str):
@@ -226,7 +226,7 @@ def _backend(raw: Mapping[str, Any], key: str) -> BackendSpec:
 
 def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     """Validate a loaded YAML document into a ``Config``; raise ``ConfigError`` on the first fault."""
-    data = expand_env(data if data is not None else {}, "", os.environ if env is None else env)
+    data = expand_env(data if data is not None else {}, "config", os.environ if env is None else env)
     raw = build(_RawConfig, data, "config")
     if raw.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"config.log_level: {raw.log_level!r}; use DEBUG, INFO, WARNING or ERROR")

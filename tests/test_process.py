@@ -1,0 +1,43 @@
+"""Vault as a real process: crash safety across a kill -9, clean shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import requests
+
+from .conftest import http_backend, vault_config
+from .test_cache_engine_e2e import MB, blob
+
+
+def test_kill_9_mid_fill_leaves_no_temp_files_and_nothing_corrupt(upstream, vault_process, tmp_path):
+    body = blob(8 * MB)
+    gate = threading.Event()
+    upstream.add("/big.bin", body, gate=gate, gate_at=3 * MB)
+    config = vault_config(tmp_path / "cache", [http_backend(upstream.url)])
+    vault = vault_process(config)
+    client = requests.get(f"{vault.url}/files/big.bin", stream=True, timeout=30)
+    client.raw.read(MB)
+    tmp_dir = tmp_path / "cache" / "tmp"
+    assert len(list(tmp_dir.iterdir())) == 1  # the fill is in flight
+    vault.kill()
+    gate.set()
+    client.close()
+
+    restarted = vault_process(config)
+    assert list(tmp_dir.iterdir()) == []
+    again = requests.get(f"{restarted.url}/files/big.bin", timeout=30)
+    assert again.headers["X-Cache"] == "MISS"
+    assert hashlib.sha256(again.content).digest() == hashlib.sha256(body).digest()
+    assert upstream.count("/big.bin") == 2
+
+
+def test_sigterm_stops_the_server_cleanly(upstream, vault_process, tmp_path):
+    vault = vault_process(vault_config(tmp_path / "cache", [http_backend(upstream.url)]))
+    assert requests.get(f"{vault.url}/health", timeout=10).status_code == 200
+    vault.proc.terminate()
+    assert vault.proc.wait(10) == 0
+    time.sleep(0.1)
+    assert "stopped" in vault.log_path.read_text()
