@@ -27,10 +27,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="YAML config file (default: the embedded default config)")
         p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                        help="override log_level from the config")
+        p.add_argument("--host", help="override http_host from the config")
+        p.add_argument("--port", type=int, help="override http_port from the config (0: any free)")
     return parser
 
 
-def load(path: Path | None, log_level: str | None) -> Config:
+def load(path: Path | None, **overrides: object) -> Config:
     """The validated config with command-line overrides; exits with one line if it is bad."""
     try:
         config = load_config(path)
@@ -38,9 +40,9 @@ def load(path: Path | None, log_level: str | None) -> Config:
     except ConfigError as exc:
         print(f"artifact-vault: config error: {exc.message}", file=sys.stderr)
         raise SystemExit(2) from None
-    if log_level:
-        config = dataclasses.replace(config, log_level=log_level)
-    return config
+    names = {"log_level": "log_level", "host": "http_host", "port": "http_port"}
+    changes = {names[k]: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(config, **changes)
 
 
 def serve(config: Config) -> None:
@@ -70,4 +72,4 @@ def serve(config: Config) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    serve(load(args.config, args.log_level))
+    serve(load(args.config, log_level=args.log_level, host=args.host, port=args.port))
