@@ -314,3 +314,16 @@ def test_temp_files_never_outlive_a_fill(upstream, make_vault):
     get(f"{vault.url}/files/t.bin")
     vault.settle()
     assert os.listdir(vault.app.cache.blobs.tmp_dir) == []
+
+
+def test_eviction_does_not_cut_short_a_response_being_read(upstream, make_vault):
+    body = blob(8 * MB)
+    upstream.add("/e.bin", body)
+    vault = make_vault([http_backend(upstream.url)])
+    get(f"{vault.url}/files/e.bin")
+    vault.settle()
+    r = get(f"{vault.url}/files/e.bin", stream=True)
+    first = r.raw.read(MB)
+    assert vault.app.cache.evictor.make_room(10**18) is False  # evicts everything it can
+    assert vault.app.cache.index.totals() == (0, 0)
+    assert first + r.raw.read() == body

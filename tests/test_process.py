@@ -41,3 +41,18 @@ def test_sigterm_stops_the_server_cleanly(upstream, vault_process, tmp_path):
     assert vault.proc.wait(10) == 0
     time.sleep(0.1)
     assert "stopped" in vault.log_path.read_text()
+
+
+def test_json_logs_carry_the_request_id_on_every_line(upstream, vault_process, tmp_path):
+    import json
+
+    upstream.add("/j.bin", b"json")
+    vault = vault_process(vault_config(tmp_path / "cache", [http_backend(upstream.url)],
+                                       log_format="json"))
+    requests.get(f"{vault.url}/files/j.bin", headers={"X-Request-Id": "trace-7"}, timeout=10)
+    vault.stop()
+    lines = [json.loads(line) for line in vault.log_path.read_text().splitlines()]
+    about = [doc for doc in lines if doc["request_id"] == "trace-7"]
+    access = [doc for doc in about if doc["logger"] == "artifact_vault.access"]
+    assert access and access[0]["cache"] == "MISS" and access[0]["bytes"] == 4
+    assert any(doc["logger"].startswith("artifact_vault.cache") for doc in about)

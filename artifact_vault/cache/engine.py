@@ -13,6 +13,7 @@ the same way for every backend:
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import errno
 import hashlib
@@ -157,8 +158,10 @@ class Cache:
             fill = self._fills.get(key)
             if fill is None:
                 fill = self._fills[key] = Fill(key, self.blobs.new_temp())
-                threading.Thread(target=self._run, name=f"fill {key[:60]}", daemon=True,
-                                 args=(fill, backend, policy, fetch, stale)).start()
+                # copy_context: the fill's log lines carry the id of the request that started it
+                threading.Thread(target=contextvars.copy_context().run, name=f"fill {key[:60]}",
+                                 daemon=True,
+                                 args=(self._run, fill, backend, policy, fetch, stale)).start()
         head = fill.wait_head()
         if isinstance(head, Entry):
             return self._hit(head, "REVALIDATED")
