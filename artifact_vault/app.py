@@ -23,7 +23,7 @@ from . import __version__
 from .backends import BACKENDS, Backend, Context
 from .cache import Cache
 from .config import Config
-from .delivery import deliver
+from .delivery import deliver, etag_matches
 from .errors import (BadRequest, MethodNotAllowed, NotFound, RangeNotSatisfiable, VaultError,
                      status_for)
 from .exchange import Reply, Request
@@ -142,6 +142,11 @@ class App:
     def _render(self, environ: dict[str, Any], method: str,
                 reply: Reply) -> tuple[int, dict[str, str], Iterable[bytes]]:
         if reply.served is None:
+            etag = reply.headers.get("ETag")
+            match = environ.get("HTTP_IF_NONE_MATCH")
+            if reply.status == 200 and etag and match and etag_matches(match, etag):
+                return 304, {k: v for k, v in reply.headers.items()
+                             if k in ("ETag", "Last-Modified", "Vary", "Cache-Control")}, ()
             body: Iterable[bytes] = reply.body if method != "HEAD" else ()
             return reply.status, dict(reply.headers), body
         served = reply.served

@@ -220,6 +220,9 @@ def _backend(raw: Mapping[str, Any], key: str) -> BackendSpec:
         raise ConfigError(f"{key}.type: unknown backend type {kind!r}; use one of: "
                           f"{', '.join(SETTINGS)}")
     settings = build(SETTINGS[kind], raw.get("config") or {}, f"{key}.config")
+    check = getattr(settings, "check", None)
+    if check is not None:  # rules that span several keys; it raises ConfigError itself
+        check(f"{key}.config")
     prefix = normalize_prefix(settings.prefix, f"{key}.config.prefix")
     return BackendSpec(type=kind, prefix=prefix, settings=dataclasses.replace(settings, prefix=prefix))
 

@@ -74,7 +74,7 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
     return start, min(end, size)
 
 
-def _etag_matches(header: str, etag: str) -> bool:
+def etag_matches(header: str, etag: str) -> bool:
     if header.strip() == "*":
         return True
     weak = etag.removeprefix("W/")
@@ -83,7 +83,7 @@ def _etag_matches(header: str, etag: str) -> bool:
 
 def _not_modified(request: Mapping[str, str], stored: Mapping[str, str]) -> bool:
     if "if-none-match" in request:
-        return "etag" in stored and _etag_matches(request["if-none-match"], stored["etag"])
+        return "etag" in stored and etag_matches(request["if-none-match"], stored["etag"])
     if "if-modified-since" in request and "last-modified" in stored:
         since, modified = _date(request["if-modified-since"]), _date(stored["last-modified"])
         return since is not None and modified is not None and modified <= since

@@ -9,6 +9,7 @@ or object store the upstream redirects to. Everything that can go wrong becomes 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import types
 from collections.abc import Iterator, Mapping
@@ -57,6 +58,7 @@ class UpstreamSettings:
     timeout: TimeoutSpec = field(default_factory=Timeout)
     retries: int = 2  # for refused connections and 5xx before the first body byte
     verify_tls: bool = True
+    ca_bundle: str | None = None  # CA file for this upstream; default: the system's store
     allowed_redirect_hosts: tuple[str, ...] = ()
     offline: bool = False
 
@@ -119,16 +121,22 @@ class Upstream:
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
+        self._verify = tls_verify(settings.verify_tls, settings.ca_bundle)
 
     def close(self) -> None:
         self._session.close()
 
-    def get(self, url: str, headers: Mapping[str, str] | None = None) -> UpstreamResponse:
-        """GET ``url`` (on this upstream), following allowed redirects, retrying what is safe."""
+    def get(self, url: str, headers: Mapping[str, str] | None = None, *,
+            also_allow: str | None = None) -> UpstreamResponse:
+        """GET ``url``, following allowed redirects, retrying what is safe.
+
+        ``url`` must be on this upstream's host, or on ``also_allow``: a host that this
+        upstream itself named (a PyPI index's file host). Credentials go to neither."""
         attempts = max(1, self.settings.retries + 1)
+        allowed = self._allowed | {also_allow.lower()} if also_allow else self._allowed
         for attempt in range(attempts):
             try:
-                return self._follow(url, headers or {})
+                return self._follow(url, headers or {}, allowed)
             except _Retry as retry:
                 if attempt + 1 == attempts:
                     raise retry.error from None
@@ -136,9 +144,9 @@ class Upstream:
                 time.sleep(_BACKOFF_SECONDS * 2**attempt)
         raise AssertionError("unreachable")
 
-    def _follow(self, url: str, headers: Mapping[str, str]) -> UpstreamResponse:
+    def _follow(self, url: str, headers: Mapping[str, str], allowed: set[str]) -> UpstreamResponse:
         for _ in range(_MAX_REDIRECTS + 1):
-            resp = self._send(url, headers)
+            resp = self._send(url, headers, allowed)
             if resp.status_code in _REDIRECTS and "location" in resp.headers:
                 url = urljoin(url, resp.headers["location"])
                 resp.close()
@@ -147,9 +155,9 @@ class Upstream:
         raise UpstreamError(f"upstream {self.host} redirected more than {_MAX_REDIRECTS} times",
                             upstream=self.host)
 
-    def _send(self, url: str, headers: Mapping[str, str]) -> requests.Response:
+    def _send(self, url: str, headers: Mapping[str, str], allowed: set[str]) -> requests.Response:
         host = urlsplit(url).netloc.lower()
-        if host not in self._allowed:
+        if host not in allowed:
             self._observer.upstream_error(self.backend, "redirect_not_allowed")
             raise UpstreamError(f"upstream {self.host} redirected to {host}, which the config "
                                 "does not allow (see allowed_redirect_hosts)", upstream=self.host)
@@ -163,7 +171,7 @@ class Upstream:
         started = time.monotonic()
         try:
             resp = self._session.get(url, headers=send, auth=auth, timeout=timeout, stream=True,
-                                     allow_redirects=False, verify=self.settings.verify_tls)
+                                     allow_redirects=False, verify=self._verify)
         except requests.Timeout as exc:
             self._observer.upstream_error(self.backend, "timeout")
             raise _Retry(UpstreamTimeout(f"upstream {host} timed out", upstream=host)) from exc
@@ -195,8 +203,28 @@ class Upstream:
         raise error
 
 
+def tls_verify(enabled: bool, ca_bundle: str | None) -> bool | str:
+    """What to verify upstream TLS against: the configured file, else the system's CA store.
+
+    The system store (not requests' bundled one) is what an operator manages: a company CA or
+    a TLS-inspecting gateway is added there, and curl and apt on the same host trust it too."""
+    if not enabled:
+        return False
+    for candidate in (ca_bundle, os.environ.get("REQUESTS_CA_BUNDLE"),
+                      os.environ.get("SSL_CERT_FILE"), *_SYSTEM_CA_FILES):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return True
+
+
+_SYSTEM_CA_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
+                    "/etc/ssl/cert.pem")
+
+
 def _reason(exc: requests.ConnectionError) -> str:
     text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "TLS certificate verification failed; see verify_tls and ca_bundle"
     for marker in ("Connection refused", "Name or service not known", "reset by peer",
                    "Network is unreachable", "No route to host"):
         if marker in text:

@@ -81,6 +81,8 @@ class PrivateApt:
                   "cache/archives/partial", "downloads"):
             (root / d).mkdir(parents=True, exist_ok=True)
         (root / "state/status").write_text("")
+        # Signatures stay checked: InRelease must verify against the Debian keyring, and
+        # apt-get download refuses unauthenticated packages (no --allow-unauthenticated here).
         (root / "etc/sources.list").write_text(
             f"deb [signed-by={KEYRING}] {vault_url}/debian {SUITE} main\n")
         arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,

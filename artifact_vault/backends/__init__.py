@@ -13,6 +13,7 @@ from ..cache import Cache
 from ..exchange import Reply, Request
 from ..metrics import Metrics
 from .http import HttpBackend
+from .pypi import PypiBackend
 
 
 @dataclass(frozen=True)
@@ -47,5 +48,5 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-BACKENDS = {"http": HttpBackend}
+BACKENDS = {"http": HttpBackend, "pypi": PypiBackend}
 SETTINGS = {name: cls.Settings for name, cls in BACKENDS.items()}

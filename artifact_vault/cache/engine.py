@@ -85,6 +85,7 @@ class Served:
     path: Path | None = None
     fill: Fill | None = None
     stream: Fetched | None = None
+    fetched_at: float | None = None
 
     def open(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """The body bytes [start, end): from disk, from the growing fill, or from upstream."""
@@ -147,9 +148,27 @@ class Cache:
         except _NoRoom:
             return Served("BYPASS", None, {}, stream=fetch({}))
 
+    def cached(self, key: str) -> bool:
+        """Whether ``key`` has a usable copy (fresh or not): lets a backend skip work that is
+        only needed to fetch."""
+        entry = self.index.get(key)
+        return (entry is not None and entry.status == 200
+                and self.blobs.has(entry.digest or "", entry.size))
+
+    def get_complete(self, backend: str, key: str, policy: Policy, fetch: Fetch) -> Served:
+        """Like ``get``, but wait for a fill to be committed: for bodies Vault itself parses."""
+        served = self.get(backend, key, policy, fetch)
+        if served.fill is None:
+            return served
+        for _ in served.fill.read():
+            pass  # the last byte arrives only after the commit
+        done = self.get(backend, key, dataclasses.replace(policy, offline=True), fetch)
+        return dataclasses.replace(done, cache_status=served.cache_status)
+
     def _hit(self, entry: Entry, status: str) -> Served:
         assert entry.digest is not None
-        return Served(status, entry.size, entry.headers, path=self.blobs.path(entry.digest))
+        return Served(status, entry.size, entry.headers, path=self.blobs.path(entry.digest),
+                      fetched_at=entry.fetched_at)
 
     def _join(self, backend: str, key: str, policy: Policy, fetch: Fetch,
               stale: Entry | None) -> Served:
@@ -165,7 +184,7 @@ class Cache:
         head = fill.wait_head()
         if isinstance(head, Entry):
             return self._hit(head, "REVALIDATED")
-        return Served("MISS", head.size, head.headers, fill=fill)
+        return Served("MISS", head.size, head.headers, fill=fill, fetched_at=time.time())
 
     def _run(self, fill: Fill, backend: str, policy: Policy, fetch: Fetch,
              stale: Entry | None) -> None:

@@ -115,6 +115,18 @@ class Index:
                 self._db.executemany("UPDATE entries SET last_access = ? WHERE key = ?",
                                      [(t, k) for k, t in touched.items()])
 
+    def existing(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` have a positive entry: one query per 500 keys, not one per key."""
+        found: set[str] = set()
+        for i in range(0, len(keys), 500):
+            batch = keys[i:i + 500]
+            marks = ",".join("?" * len(batch))
+            with self._lock:
+                rows = self._db.execute(f"SELECT key FROM entries WHERE status = 200 AND key IN "
+                                        f"({marks})", batch).fetchall()
+            found.update(r[0] for r in rows)
+        return found
+
     def digest_in_use(self, digest: str) -> bool:
         with self._lock:
             return self._db.execute("SELECT 1 FROM entries WHERE digest = ? LIMIT 1",

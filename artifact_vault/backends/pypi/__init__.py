@@ -1,0 +1,320 @@
+"""The ``pypi`` backend: a PEP 503/691 simple index in front of one or more upstream indexes.
+
+Routes below the prefix:
+
+    simple/                              project list (streamed)
+    simple/<project>/                    project page, HTML or JSON by Accept
+    files/<project>/<id>/<filename>      a file; <id> is its sha256 (or a hash of its URL)
+    files/<project>/<id>/<filename>.metadata    its core metadata (PEP 658/714)
+
+Pages are cached as the upstream sent them and rendered per request from the parsed model;
+files are cached by the cache engine, verified against the index's sha256, and immutable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zipfile
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, quote, urlsplit
+
+from requests.structures import CaseInsensitiveDict
+
+from ...cache import Policy, Served
+from ...config import BackendSpec, Duration, SecretStr, Timeout, TimeoutSpec
+from ...errors import (ConfigError, MethodNotAllowed, NotFound, OfflineMiss, UpstreamError,
+                       UpstreamNotFound)
+from ...exchange import Reply, Request
+from ...upstream import HttpUrl, Upstream, UpstreamSettings
+from . import render
+from .model import File, Project, normalize, parse_page
+
+if TYPE_CHECKING:
+    from .. import Context
+
+# Vault's own Accept upstream: JSON preferred, never the client's header (PEP 691).
+UPSTREAM_ACCEPT = f"{render.JSON}, {render.HTML};q=0.2, text/html;q=0.01"
+_NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
+_ID = re.compile(r"^([0-9a-f]{64}|url-[0-9a-f]{40})$")
+_RENDERED_BUDGET = 64 * 1024 * 1024
+FILE_CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+
+@dataclass(frozen=True)
+class PypiIndex:
+    url: HttpUrl
+    username: str | None = None
+    password: SecretStr | None = None
+    headers: Mapping[str, SecretStr] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PypiSettings:
+    prefix: str
+    base_url: HttpUrl | None = None  # shorthand for one upstream
+    upstreams: tuple[PypiIndex, ...] = ()
+    index_ttl: Duration = 600.0  # freshness of a project page
+    root_ttl: Duration = 3600.0  # freshness of the project list
+    timeout: TimeoutSpec = field(default_factory=Timeout)
+    retries: int = 2
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+    offline: bool = False
+
+    def check(self, key: str) -> None:
+        if bool(self.base_url) == bool(self.upstreams):
+            raise ConfigError(f"{key}: give either base_url or upstreams (a list of "
+                              "{url: ...}), not both and not neither")
+
+    def indexes(self) -> tuple[PypiIndex, ...]:
+        return self.upstreams or (PypiIndex(url=self.base_url or ""),)
+
+
+class _Local:
+    """A ``Fetched`` made of bytes Vault produced itself (metadata pulled out of a wheel)."""
+
+    status = 200
+
+    def __init__(self, body: bytes, content_type: str) -> None:
+        self._body = body
+        self.headers = CaseInsensitiveDict({"content-type": content_type,
+                                            "content-length": str(len(body))})
+
+    def chunks(self) -> Iterator[bytes]:
+        yield self._body
+
+    def close(self) -> None:
+        pass
+
+
+class PypiBackend:
+    Settings = PypiSettings
+
+    def __init__(self, spec: BackendSpec, ctx: Context) -> None:
+        settings: PypiSettings = spec.settings
+        self.name = spec.prefix.strip("/")
+        self.prefix = spec.prefix
+        self._settings = settings
+        self._cache = ctx.cache
+        self._offline = ctx.offline or settings.offline
+        self._upstreams = [
+            Upstream(self.name, UpstreamSettings(
+                prefix=spec.prefix, base_url=index.url, headers=index.headers,
+                username=index.username, password=index.password, timeout=settings.timeout,
+                retries=settings.retries, verify_tls=settings.verify_tls,
+                ca_bundle=settings.ca_bundle), ctx.metrics,
+                pool_size=ctx.pool_size)
+            for index in settings.indexes()]
+        self._rendered: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
+        self._rendered_bytes = 0
+
+    def close(self) -> None:
+        for upstream in self._upstreams:
+            upstream.close()
+
+    def handle(self, request: Request) -> Reply:
+        if request.method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(f"{request.method} is not supported by the {self.name} backend")
+        parts = request.path.split("/")
+        if request.path in ("", "simple"):
+            return _redirect(f"{self.prefix}simple/", request.query)
+        if request.path == "simple/":
+            return self._root(request)
+        if parts[0] == "simple" and len(parts) in (2, 3) and parts[-1] in ("", parts[1]):
+            name = parts[1]
+            if not _NAME.match(name):
+                raise NotFound(f"{name!r} is not a valid project name")
+            if name != normalize(name) or len(parts) == 2:
+                return _redirect(f"{self.prefix}simple/{normalize(name)}/", request.query)
+            return self._page(request, name)
+        if parts[0] == "files" and len(parts) == 4 and _ID.match(parts[2]):
+            project, file_id, filename = parts[1], parts[2], parts[3]
+            if filename.endswith(".metadata"):
+                return self._metadata(project, file_id, filename.removesuffix(".metadata"))
+            return self._file(project, file_id, filename)
+        raise NotFound(f"no such path in the {self.name} index: {request.path}")
+
+    # -- pages -----------------------------------------------------------------------------
+
+    def _project(self, name: str, *, settle: bool = True) -> tuple[Project, Served, int]:
+        """The parsed page of ``name`` from the first upstream that has it."""
+        offline_miss = None
+        for i, upstream in enumerate(self._upstreams):
+            url = f"{upstream.base_url}/{name}/"
+            try:
+                served = self._cache.get_complete(
+                    self.name, f"{self.name} page {url}",
+                    Policy(ttl=self._settings.index_ttl, offline=self._offline),
+                    lambda v, up=upstream, u=url: up.get(u, {**v, "Accept": UPSTREAM_ACCEPT}))
+            except UpstreamNotFound:
+                continue
+            except OfflineMiss as exc:
+                offline_miss = exc
+                continue
+            body = b"".join(served.open())
+            content_type = served.headers.get("content-type", "text/html")
+            return parse_page(body, content_type, url, name), served, i
+        if offline_miss is not None:
+            raise OfflineMiss(f"offline mode is on and the page of {name} is not cached")
+        raise NotFound(f"project {name} is not on any upstream index of {self.name}")
+
+    def _page(self, request: Request, name: str) -> Reply:
+        fmt = render.choose(request.headers.get("accept"),
+                            parse_qs(request.query).get("format", [None])[0])
+        if fmt is None:
+            fmt = render.TEXT_HTML
+        project, served, _ = self._project(name)
+        extractable = self._extractable(name, project)
+        etag_source = served.headers.get("etag", "")
+        memo_key = (name, etag_source, fmt, *sorted(extractable))
+        body = self._rendered.get(memo_key) if etag_source else None
+        if body is None:
+            def link(f: File) -> tuple[str, bool | dict[str, str] | None]:
+                file_id = _file_id(f)
+                url = f"../../files/{name}/{file_id}/{quote(f.filename)}"
+                metadata = f.core_metadata or (file_id in extractable) or None
+                return url, metadata
+            renderer = render.project_json if fmt == render.JSON else render.project_html
+            body = renderer(project, link)
+            if etag_source:
+                self._remember(memo_key, body)
+        etag = '"%s"' % hashlib.sha256(repr(memo_key).encode() + body[:0]).hexdigest()[:32]
+        headers = {"Content-Type": fmt if fmt != render.TEXT_HTML else "text/html; charset=utf-8",
+                   "Vary": "Accept", "ETag": etag, "Content-Length": str(len(body)),
+                   "Cache-Control": f"max-age={int(self._settings.index_ttl)}, public"}
+        if served.fetched_at:
+            headers["Last-Modified"] = formatdate(served.fetched_at, usegmt=True)
+        return Reply(status=200, headers=headers, body=[body], cache_status=served.cache_status)
+
+    def _remember(self, key: tuple[str, ...], body: bytes) -> None:
+        self._rendered[key] = body
+        self._rendered_bytes += len(body)
+        while self._rendered_bytes > _RENDERED_BUDGET and self._rendered:
+            _, old = self._rendered.popitem(last=False)
+            self._rendered_bytes -= len(old)
+
+    def _extractable(self, name: str, project: Project) -> set[str]:
+        """Ids of cached wheels whose metadata upstream lacks: Vault can serve it from the wheel."""
+        candidates = {self._file_key(name, _file_id(f), f.filename): _file_id(f)
+                      for f in project.files
+                      if not f.core_metadata and f.filename.endswith(".whl")}
+        if not candidates:
+            return set()
+        return {candidates[k] for k in self._cache.index.existing(list(candidates))}
+
+    def _root(self, request: Request) -> Reply:
+        fmt = render.choose(request.headers.get("accept"),
+                            parse_qs(request.query).get("format", [None])[0]) or render.TEXT_HTML
+        blobs, statuses = [], []
+        for upstream in self._upstreams:
+            url = f"{upstream.base_url}/"
+            served = self._cache.get_complete(
+                self.name, f"{self.name} root {url}",
+                Policy(ttl=self._settings.root_ttl, offline=self._offline),
+                lambda v, up=upstream, u=url: up.get(u, {**v, "Accept": "text/html"}))
+            if served.path is None:
+                raise UpstreamError("the cache has no room for the project list right now")
+            blobs.append(served.path)
+            statuses.append(served.cache_status)
+
+        def names() -> Iterator[str]:
+            for path in blobs:
+                yield from render.root_names(path)
+
+        body = render.root_json(names()) if fmt == render.JSON else render.root_html(names())
+        content_type = fmt if fmt != render.TEXT_HTML else "text/html; charset=utf-8"
+        return Reply(status=200, body=body, cache_status=statuses[0],
+                     headers={"Content-Type": content_type, "Vary": "Accept",
+                              "Cache-Control": f"max-age={int(self._settings.root_ttl)}, public"})
+
+    # -- files -----------------------------------------------------------------------------
+
+    def _file_key(self, project: str, file_id: str, filename: str) -> str:
+        return f"{self.name} file {project}/{file_id}/{filename}"
+
+    def _listed(self, project: str, file_id: str, filename: str) -> tuple[File, Upstream]:
+        """The index entry for a file, or NotFound: only files an index listed are fetched."""
+        model, _, i = self._project(project)
+        f = model.file(filename)
+        if f is None or _file_id(f) != file_id:
+            raise NotFound(f"{filename} with id {file_id} is not listed for {project}")
+        return f, self._upstreams[i]
+
+    def _file(self, project: str, file_id: str, filename: str) -> Reply:
+        key = self._file_key(project, file_id, filename)
+        policy = Policy(ttl=None, offline=self._offline)
+        if not self._cache.cached(key) and not self._offline:
+            f, upstream = self._listed(project, file_id, filename)
+            policy = Policy(ttl=None, digest=f.sha256, size=f.size)
+
+            def fetch(_: Mapping[str, str]) -> object:
+                return upstream.get(f.url, also_allow=urlsplit(f.url).netloc)
+        else:
+            def fetch(_: Mapping[str, str]) -> object:
+                f, upstream = self._listed(project, file_id, filename)
+                return upstream.get(f.url, also_allow=urlsplit(f.url).netloc)
+        served = self._cache.get(self.name, key, policy, fetch)  # type: ignore[arg-type]
+        return _file_reply(served, filename)
+
+    def _metadata(self, project: str, file_id: str, filename: str) -> Reply:
+        key = f"{self.name} metadata {project}/{file_id}/{filename}"
+        wheel_key = self._file_key(project, file_id, filename)
+        policy = Policy(ttl=None, offline=self._offline)
+        if not self._cache.cached(key):
+            if self._cache.cached(wheel_key) and filename.endswith(".whl"):
+                # Vault can answer from the cached wheel, online or not: no upstream involved.
+                policy = Policy(ttl=None)
+                fetch = lambda _: self._extract(wheel_key, filename)  # noqa: E731
+            elif not self._offline:
+                f, upstream = self._listed(project, file_id, filename)
+                if not f.core_metadata:
+                    raise NotFound(f"no metadata for {filename} until the file is cached; "
+                                   "download the file itself")
+                digest = f.core_metadata.get("sha256") if isinstance(f.core_metadata, dict) else None
+                policy = Policy(ttl=None, digest=digest)
+                fetch = lambda _: upstream.get(  # noqa: E731
+                    f.url + ".metadata", also_allow=urlsplit(f.url).netloc)
+            else:
+                raise OfflineMiss(f"offline mode is on and the metadata of {filename} is not cached")
+        else:
+            fetch = lambda _: (_ for _ in ()).throw(AssertionError("cached"))  # noqa: E731
+        served = self._cache.get(self.name, key, policy, fetch)
+        return _file_reply(served, filename + ".metadata")
+
+    def _extract(self, wheel_key: str, filename: str) -> _Local:
+        served = self._cache.get(self.name, wheel_key, Policy(ttl=None, offline=True),
+                                 lambda _: None)  # type: ignore[arg-type,return-value]
+        assert served.path is not None
+        with zipfile.ZipFile(served.path) as wheel:
+            names = [n for n in wheel.namelist()
+                     if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+            if len(names) != 1:
+                raise NotFound(f"{filename} has no single .dist-info/METADATA")
+            with wheel.open(names[0]) as member:
+                body = member.read(16 * 1024 * 1024)
+        return _Local(body, "text/plain; charset=utf-8")
+
+
+def _file_id(f: File) -> str:
+    return f.sha256 or "url-" + hashlib.sha256(f.url.encode()).hexdigest()[:40]
+
+
+def _file_reply(served: Served, filename: str) -> Reply:
+    headers = {"Cache-Control": FILE_CACHE_CONTROL}
+    if filename.endswith(".metadata"):
+        headers["Content-Type"] = "text/plain; charset=utf-8"
+    return Reply(served=served, cache_status=served.cache_status, headers=headers)
+
+
+def _redirect(location: str, query: str) -> Reply:
+    if query:
+        location += f"?{query}"
+    return Reply(status=301, headers={"Location": location, "Content-Length": "0"},
+                 cache_status="BYPASS")
+
+

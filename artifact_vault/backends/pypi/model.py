@@ -1,0 +1,156 @@
+"""One model of a project page, parsed from either simple-API format (PEP 503 HTML, PEP 691 JSON).
+
+Vault stores the upstream's page byte for byte (so revalidation, stale-if-error and offline
+mode come from the cache engine), parses it into this model, and renders whichever format
+the client asked for from the model. A client's format never decides what is cached.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from urllib.parse import urldefrag, urljoin
+
+from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonicalize_name,
+                             parse_sdist_filename, parse_wheel_filename)
+
+from ...errors import UpstreamError
+
+_HASH = re.compile(r"^(sha256|sha384|sha512|md5|sha1|sha224)=([0-9a-fA-F]+)$")
+
+
+@dataclass(frozen=True)
+class File:
+    filename: str
+    url: str  # absolute upstream URL, fragment removed
+    hashes: dict[str, str] = field(default_factory=dict)
+    requires_python: str | None = None
+    yanked: bool | str = False  # True, or the reason as a non-empty string
+    size: int | None = None
+    upload_time: str | None = None
+    core_metadata: bool | dict[str, str] = False  # upstream serves <url>.metadata
+
+    @property
+    def sha256(self) -> str | None:
+        value = self.hashes.get("sha256")
+        return value.lower() if value and re.fullmatch(r"[0-9a-fA-F]{64}", value) else None
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    files: tuple[File, ...]
+    versions: tuple[str, ...]
+
+    def file(self, filename: str) -> File | None:
+        return next((f for f in self.files if f.filename == filename), None)
+
+
+def parse_page(body: bytes, content_type: str, page_url: str, name: str) -> Project:
+    """Parse an upstream project page; raise ``UpstreamError`` if it is not a usable page."""
+    try:
+        if "json" in content_type:
+            return _parse_json(json.loads(body), page_url, name)
+        return _parse_html(body.decode("utf-8", "replace"), page_url, name)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise UpstreamError(f"the upstream page for {name} is not a valid simple-API page "
+                            f"({type(exc).__name__}: {exc})") from None
+
+
+def _metadata_value(value: object) -> bool | dict[str, str]:
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    if isinstance(value, str):
+        match = _HASH.match(value)
+        if match:
+            return {match[1]: match[2].lower()}
+        return value.lower() == "true"
+    return bool(value)
+
+
+def _parse_json(doc: dict, page_url: str, name: str) -> Project:
+    files = []
+    for item in doc["files"]:
+        url = urldefrag(urljoin(page_url, item["url"]))[0]
+        metadata = item.get("core-metadata", item.get("dist-info-metadata", False))
+        yanked = item.get("yanked", False)
+        files.append(File(
+            filename=str(item["filename"]), url=url,
+            hashes={str(k): str(v).lower() for k, v in (item.get("hashes") or {}).items()},
+            requires_python=item.get("requires-python") or None,
+            yanked=yanked if isinstance(yanked, str) and yanked else bool(yanked),
+            size=item["size"] if isinstance(item.get("size"), int) else None,
+            upload_time=item.get("upload-time") or None,
+            core_metadata=_metadata_value(metadata)))
+    versions = doc.get("versions")
+    return Project(str(doc.get("name") or name), tuple(files),
+                   tuple(map(str, versions)) if isinstance(versions, list) else _versions(files))
+
+
+class _Anchors(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.anchors: list[tuple[dict[str, str | None], str]] = []
+        self.base: str | None = None
+        self._current: dict[str, str | None] | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "base" and self.base is None:
+            self.base = dict(attrs).get("href")
+        elif tag == "a":
+            self._current, self._text = dict(attrs), []
+
+    def handle_data(self, data: str) -> None:
+        if self._current is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._current is not None:
+            self.anchors.append((self._current, "".join(self._text).strip()))
+            self._current = None
+
+
+def _parse_html(text: str, page_url: str, name: str) -> Project:
+    parser = _Anchors()
+    parser.feed(text)
+    parser.close()
+    base = urljoin(page_url, parser.base) if parser.base else page_url
+    files = []
+    for attrs, text_ in parser.anchors:
+        href = attrs.get("href")
+        if not href:
+            continue
+        url, fragment = urldefrag(urljoin(base, href))
+        filename = text_ or url.rsplit("/", 1)[-1]
+        match = _HASH.match(fragment)
+        yanked = attrs.get("data-yanked")
+        metadata = attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata"))
+        files.append(File(
+            filename=filename, url=url,
+            hashes={match[1]: match[2].lower()} if match else {},
+            requires_python=attrs.get("data-requires-python") or None,
+            yanked=False if yanked is None else (yanked or True),
+            core_metadata=False if metadata is None else _metadata_value(metadata)))
+    return Project(name, tuple(files), _versions(files))
+
+
+def _versions(files: list[File]) -> tuple[str, ...]:
+    """PEP 700 versions, for upstreams that do not list them: from the file names."""
+    found = set()
+    for f in files:
+        try:
+            if f.filename.endswith(".whl"):
+                found.add(str(parse_wheel_filename(f.filename)[1]))
+            else:
+                found.add(str(parse_sdist_filename(f.filename)[1]))
+        except (InvalidWheelFilename, InvalidSdistFilename):
+            continue
+    return tuple(sorted(found))
+
+
+def normalize(name: str) -> str:
+    """PEP 503 normalized name."""
+    return canonicalize_name(name)
