@@ -46,10 +46,14 @@ class Vault:
         while self.app.cache.fills_in_progress() and time.monotonic() < deadline:
             time.sleep(0.01)
 
+    stopped: bool = False
+
     def stop(self) -> None:
-        self.server.close()
-        self.server.task_dispatcher.shutdown(timeout=5)
-        self.app.close()
+        if not self.stopped:
+            self.stopped = True
+            self.server.close()
+            self.server.task_dispatcher.shutdown(timeout=5)
+            self.app.close()
 
 
 def vault_config(cache_dir: Path, backends: list[dict[str, Any]], **top: Any) -> dict[str, Any]:

@@ -235,6 +235,8 @@ class Cache:
             if size is not None and not self.evictor.make_room(size):
                 raise _NoRoom()
             headers = _kept(resp.headers)
+            if "etag" not in headers and policy.digest:
+                headers["etag"] = f'"sha256:{policy.digest}"'  # known before the body: send it
             digest, written = self._write(fill, resp, backend, FillHead(size, headers))
         finally:
             resp.close()

@@ -210,7 +210,7 @@ class PypiBackend:
     def _root(self, request: Request) -> Reply:
         fmt = render.choose(request.headers.get("accept"),
                             parse_qs(request.query).get("format", [None])[0]) or render.TEXT_HTML
-        blobs, statuses = [], []
+        blobs, statuses, tags = [], [], [fmt]
         for upstream in self._upstreams:
             url = f"{upstream.base_url}/"
             served = self._cache.get_complete(
@@ -221,6 +221,7 @@ class PypiBackend:
                 raise UpstreamError("the cache has no room for the project list right now")
             blobs.append(served.path)
             statuses.append(served.cache_status)
+            tags.append(served.path.name)  # the blob's digest: changes when the list does
 
         def names() -> Iterator[str]:
             for path in blobs:
@@ -228,8 +229,9 @@ class PypiBackend:
 
         body = render.root_json(names()) if fmt == render.JSON else render.root_html(names())
         content_type = fmt if fmt != render.TEXT_HTML else "text/html; charset=utf-8"
+        etag = '"%s"' % hashlib.sha256(" ".join(tags).encode()).hexdigest()[:32]
         return Reply(status=200, body=body, cache_status=statuses[0],
-                     headers={"Content-Type": content_type, "Vary": "Accept",
+                     headers={"Content-Type": content_type, "Vary": "Accept", "ETag": etag,
                               "Cache-Control": f"max-age={int(self._settings.root_ttl)}, public"})
 
     # -- files -----------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def parse_page(body: bytes, content_type: str, page_url: str, name: str) -> Proj
 
 def _metadata_value(value: object) -> bool | dict[str, str]:
     if isinstance(value, dict):
-        return {str(k): str(v) for k, v in value.items()}
+        return {str(k): str(v).lower() for k, v in value.items()}
     if isinstance(value, str):
         match = _HASH.match(value)
         if match:

@@ -1,0 +1,196 @@
+"""The pypi backend's protocol details, through the real server with a counting upstream."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import requests
+
+from artifact_vault.backends.pypi import render
+from artifact_vault.backends.pypi.model import parse_page
+
+from .pypi_index import Index, sdist, wheel
+from .test_pypi_clients import pypi
+
+JSON = "application/vnd.pypi.simple.v1+json"
+PIP_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
+              "text/html; q=0.01")
+UV_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
+             "text/html;q=0.01")
+
+
+@pytest.mark.parametrize("accept,fmt,expected", [
+    (None, None, "text/html"), ("*/*", None, "text/html"), (PIP_ACCEPT, None, JSON),
+    (UV_ACCEPT, None, JSON), ("text/html", None, "text/html"),
+    ("application/vnd.pypi.simple.v1+html", None, "application/vnd.pypi.simple.v1+html"),
+    ("application/vnd.pypi.simple.latest+json", None, JSON),
+    (f"{JSON};q=0.1, text/html;q=0.9", None, "text/html"),
+    ("text/html", "json", JSON), ("image/png", None, None)])
+def test_the_format_is_chosen_by_q_values_and_format_param(accept, fmt, expected):
+    assert render.choose(accept, fmt) == expected
+
+
+def test_html_pages_parse_yanked_requires_python_hashes_and_metadata():
+    page = (b'<html><body><a href="../../p/a-1.0.tar.gz#sha256=AB12" data-requires-python='
+            b'"&gt;=3.8" data-yanked="bad" data-dist-info-metadata="true">a-1.0.tar.gz</a>'
+            b'<a href="https://files.test/a-2.0-py3-none-any.whl">a-2.0-py3-none-any.whl</a>')
+    project = parse_page(page, "text/html", "https://index.test/simple/a/", "a")
+    first, second = project.files
+    assert first.url == "https://index.test/p/a-1.0.tar.gz" and first.hashes == {"sha256": "ab12"}
+    assert (first.requires_python, first.yanked, first.core_metadata) == (">=3.8", "bad", True)
+    assert second.yanked is False and second.core_metadata is False
+    assert project.versions == ("1.0", "2.0")
+
+
+def test_json_pages_parse_size_upload_time_and_yanked_true():
+    doc = (b'{"meta":{"api-version":"1.1"},"name":"a","versions":["1"],"files":[{"filename":'
+           b'"a-1.tar.gz","url":"a-1.tar.gz","hashes":{},"yanked":true,"size":5,'
+           b'"upload-time":"2024-01-01T00:00:00Z","core-metadata":{"sha256":"AA"}}]}')
+    (f,) = parse_page(doc, JSON, "https://index.test/simple/a/", "a").files
+    assert (f.url, f.yanked, f.size, f.upload_time) == ("https://index.test/simple/a/a-1.tar.gz",
+                                                       True, 5, "2024-01-01T00:00:00Z")
+    assert f.core_metadata == {"sha256": "aa"}
+
+
+@pytest.fixture
+def index(upstream):
+    idx = Index(upstream, fmt="html")
+    idx.add(wheel("alpha", "1.0", requires_python="<4,>=3.8"),
+            wheel("alpha", "2.0", yanked="broken <build>"), sdist("alpha", "1.0"),
+            wheel("beta", "1.0", upstream_metadata=False))
+    return idx
+
+
+def page(vault, name: str, accept: str | None = None,
+         headers: dict[str, str] | None = None) -> requests.Response:
+    headers = {**({"Accept": accept} if accept else {}), **(headers or {})}
+    return requests.get(f"{vault.url}/pypi/simple/{name}", headers=headers, timeout=10,
+                        allow_redirects=False)
+
+
+def test_non_normalized_names_and_missing_slashes_redirect(index, make_vault):
+    vault = make_vault([pypi(index.upstream.url)])
+    for path in ("Alpha/", "ALPHA", "alpha", "Alpha.Beta_x/"):
+        r = page(vault, path)
+        assert r.status_code == 301
+    assert page(vault, "Alpha/").headers["Location"] == "/pypi/simple/alpha/"
+    assert page(vault, "alpha").headers["Location"] == "/pypi/simple/alpha/"
+    assert page(vault, "Alpha.Beta_x/").headers["Location"] == "/pypi/simple/alpha-beta-x/"
+    assert index.upstream.log == []
+
+
+def test_both_formats_come_from_one_upstream_fetch(index, make_vault):
+    vault = make_vault([pypi(index.upstream.url)])
+    html_page = page(vault, "alpha/")
+    json_page = page(vault, "alpha/", PIP_ACCEPT)
+    assert html_page.headers["Content-Type"].startswith("text/html")
+    assert json_page.headers["Content-Type"] == JSON
+    assert html_page.headers["Vary"] == json_page.headers["Vary"] == "Accept"
+    assert index.upstream.count("/simple/alpha/") == 1
+    assert index.upstream.log[0][2]["Accept"].startswith(JSON)  # Vault's own Accept
+
+
+def test_pages_keep_hashes_yanked_reasons_and_requires_python(index, make_vault):
+    vault = make_vault([pypi(index.upstream.url)])
+    text = page(vault, "alpha/").text
+    wheel1 = next(d for d in index.dists if d.filename == "alpha-1.0-py3-none-any.whl")
+    assert f"#sha256={wheel1.sha256}" in text
+    assert 'data-requires-python="&lt;4,&gt;=3.8"' in text
+    assert 'data-yanked="broken &lt;build&gt;"' in text
+    assert '<meta name="pypi:repository-version" content="1.1">' in text
+    doc = page(vault, "alpha/", JSON).json()
+    files = {f["filename"]: f for f in doc["files"]}
+    assert files["alpha-2.0-py3-none-any.whl"]["yanked"] == "broken <build>"
+    assert files["alpha-1.0-py3-none-any.whl"]["requires-python"] == "<4,>=3.8"
+    assert doc["versions"] == ["1.0", "2.0"] and doc["meta"]["api-version"] == "1.1"
+    assert all(f["url"].startswith("../../files/alpha/") for f in doc["files"])
+
+
+def test_if_none_match_is_answered_from_local_state(index, make_vault):
+    vault = make_vault([pypi(index.upstream.url)])
+    first = page(vault, "alpha/", JSON)
+    again = page(vault, "alpha/", JSON, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.headers["ETag"] == first.headers["ETag"]
+    assert "Last-Modified" in first.headers and "Last-Modified" in again.headers
+    assert index.upstream.count("/simple/alpha/") == 1
+
+
+def test_files_are_immutable_verified_and_never_content_encoded(index, make_vault):
+    vault = make_vault([pypi(index.upstream.url)])
+    doc = page(vault, "alpha/", JSON).json()
+    url = next(f["url"] for f in doc["files"] if f["filename"] == "alpha-1.0.tar.gz")
+    r = requests.get(f"{vault.url}/pypi/simple/alpha/{url}", timeout=10, stream=True)
+    body = r.raw.read()
+    assert hashlib.sha256(body).hexdigest() == next(
+        d.sha256 for d in index.dists if d.filename == "alpha-1.0.tar.gz")
+    assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert "ETag" in r.headers and "Content-Encoding" not in r.headers
+    part = requests.get(f"{vault.url}/pypi/simple/alpha/{url}", headers={"Range": "bytes=0-1"},
+                        timeout=10)
+    assert part.status_code == 206 and part.content == body[:2]
+    assert index.upstream.count("/packages/alpha-1.0.tar.gz") == 1
+
+
+def test_a_file_whose_hash_does_not_match_the_index_is_a_broken_transfer(index, make_vault):
+    vault = make_vault([pypi(index.upstream.url)])
+    doc = page(vault, "alpha/", JSON).json()
+    url = next(f["url"] for f in doc["files"] if f["filename"] == "alpha-1.0.tar.gz")
+    route = index.upstream.routes["/packages/alpha-1.0.tar.gz"]
+    route.body = bytes(reversed(route.body))  # same size, other bytes
+    with pytest.raises(requests.exceptions.RequestException):
+        requests.get(f"{vault.url}/pypi/simple/alpha/{url}", timeout=10).raise_for_status()
+    vault.settle()
+    file_id = url.split("/")[4]
+    assert not vault.app.cache.cached(f"pypi file alpha/{file_id}/alpha-1.0.tar.gz")
+    assert vault.app.cache.index.totals()[0] == 1  # only the page
+
+
+def test_metadata_is_passed_through_or_extracted_from_a_cached_wheel(index, make_vault):
+    vault = make_vault([pypi(index.upstream.url)])
+    doc = page(vault, "beta/", JSON).json()
+    (f,) = doc["files"]
+    assert "core-metadata" not in f  # upstream has none and the wheel is not cached yet
+    file_url = f"{vault.url}/pypi/simple/beta/{f['url']}"
+    assert requests.get(file_url + ".metadata", timeout=10).status_code == 404
+    requests.get(file_url, timeout=10)
+    vault.settle()
+    doc = page(vault, "beta/", JSON).json()
+    assert doc["files"][0]["core-metadata"] is True
+    metadata = requests.get(file_url + ".metadata", timeout=10)
+    assert metadata.status_code == 200 and b"Name: beta" in metadata.content
+    assert index.upstream.count("/packages/beta-1.0-py3-none-any.whl.metadata") == 0
+
+
+def test_an_unknown_project_is_404_and_remembered(index, make_vault):
+    vault = make_vault([pypi(index.upstream.url)])
+    assert page(vault, "nope/").status_code == 404
+    assert page(vault, "nope/").status_code == 404
+    assert index.upstream.count("/simple/nope/") == 1
+
+
+@pytest.mark.parametrize("path", ["files/alpha/../../etc/passwd", "files/alpha/zz/x.whl",
+                                  "files/alpha/" + "a" * 64 + "/not-listed.whl",
+                                  "simple/bad name/", "simple/-x-/", "other"])
+def test_bad_paths_are_4xx_and_never_reach_the_upstream_for_files(index, make_vault, path):
+    vault = make_vault([pypi(index.upstream.url)])
+    r = requests.get(f"{vault.url}/pypi/{path}", timeout=10, allow_redirects=False)
+    assert 400 <= r.status_code < 500
+    assert not [p for _, p, _ in index.upstream.log if p.startswith("/packages/")]
+
+
+def test_a_broken_upstream_page_is_a_502_naming_the_problem(upstream, make_vault):
+    upstream.add("/simple/bad/", b'{"files": [{"nofilename": 1}]}',
+                 headers={"Content-Type": JSON})
+    vault = make_vault([pypi(upstream.url)])
+    r = page(vault, "bad/")
+    assert r.status_code == 502 and "not a valid simple-API page" in r.text
+
+
+def test_the_project_list_is_streamed_in_both_formats(index, make_vault):
+    vault = make_vault([pypi(index.upstream.url)])
+    html_root = requests.get(f"{vault.url}/pypi/simple/", timeout=10)
+    assert '<a href="alpha/">alpha</a>' in html_root.text
+    json_root = requests.get(f"{vault.url}/pypi/simple/", headers={"Accept": JSON}, timeout=10)
+    assert json_root.json()["projects"] == [{"name": "alpha"}, {"name": "beta"}]
+    assert index.upstream.count("/simple/") == 1
