@@ -28,7 +28,9 @@ class Delivery:
 
 def deliver(method: str, request_headers: Mapping[str, str], served: Served) -> Delivery:
     """Decide status, headers and byte range for sending ``served`` to this request."""
-    stored = served.headers
+    stored = dict(served.headers)
+    if "etag" not in stored and served.digest:
+        stored["etag"] = f'"sha256:{served.digest}"'  # content-addressed: a strong validator
     headers = {"content-type": stored.get("content-type", "application/octet-stream")}
     for name in ("content-encoding", "etag", "last-modified", "content-disposition"):
         if name in stored:

@@ -106,11 +106,9 @@ def test_upstream_reset_mid_body_breaks_every_transfer_and_caches_nothing(upstre
 
 
 def test_chunked_upstream_failure_ends_the_client_stream_without_a_final_chunk(upstream, make_vault):
-    upstream.add("/chunked.bin", blob(2 * MB), chunked=True, reset_at=MB)
+    upstream.add("/chunked.bin", blob(2 * MB), chunked=True, reset_at=MB, trickle=0.01)
     vault = make_vault([http_backend(upstream.url)])
-    with pytest.raises((requests.exceptions.ChunkedEncodingError,
-                        requests.exceptions.ConnectionError)):
-        get(f"{vault.url}/files/chunked.bin")
+    assert _broken(f"{vault.url}/files/chunked.bin")  # a cut stream, or a 502 if it failed first
     assert vault.app.cache.index.get(f"files {upstream.url}/chunked.bin") is None
 
 

@@ -45,13 +45,13 @@ class BlobStore:
         return self.tmp_dir / f"{os.getpid()}.{uuid.uuid4().hex}"
 
     def commit(self, temp: Path, digest: str) -> Path:
-        """Move a finished, verified temp file into place; an existing copy wins."""
+        """Move a finished, verified temp file into place.
+
+        It always replaces an existing file of that name: that one may be damaged (we only
+        refetch when it is), and readers of the old file keep their open descriptor."""
         dest = self.path(digest)
         dest.parent.mkdir(exist_ok=True)
-        if dest.exists():
-            temp.unlink(missing_ok=True)
-        else:
-            os.replace(temp, dest)
+        os.replace(temp, dest)
         return dest
 
     def remove(self, digest: str) -> None:

@@ -37,7 +37,8 @@ from .index import Entry, Index
 log = logging.getLogger(__name__)
 
 # Upstream headers worth keeping with a blob; everything else is per-response noise.
-KEPT_HEADERS = ("content-type", "content-encoding", "etag", "last-modified", "content-disposition")
+KEPT_HEADERS = ("content-type", "content-encoding", "etag", "last-modified", "content-disposition",
+                "docker-content-digest")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Policy:
     offline: bool = False
     digest: str | None = None  # expected sha256 hex, when the backend knows it
     size: int | None = None  # expected length, when the backend knows it
+    digest_header: str | None = None  # an upstream header naming the body's "sha256:<hex>"
 
 
 class Fetched(Protocol):
@@ -86,6 +88,7 @@ class Served:
     fill: Fill | None = None
     stream: Fetched | None = None
     fetched_at: float | None = None
+    digest: str | None = None  # sha256 hex of the body, when known before it is sent
 
     def open(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """The body bytes [start, end): from disk, from the growing fill, or from upstream."""
@@ -155,6 +158,13 @@ class Cache:
         return (entry is not None and entry.status == 200
                 and self.blobs.has(entry.digest or "", entry.size))
 
+    def alias(self, key: str, new_key: str) -> None:
+        """Record ``new_key`` as an immutable name for the body cached under ``key`` (a
+        manifest fetched by tag is also its digest's manifest)."""
+        entry = self.index.get(key)
+        if entry is not None and entry.status == 200:
+            self.index.put(dataclasses.replace(entry, key=new_key, fresh_until=None))
+
     def get_complete(self, backend: str, key: str, policy: Policy, fetch: Fetch) -> Served:
         """Like ``get``, but wait for a fill to be committed: for bodies Vault itself parses."""
         served = self.get(backend, key, policy, fetch)
@@ -168,7 +178,7 @@ class Cache:
     def _hit(self, entry: Entry, status: str) -> Served:
         assert entry.digest is not None
         return Served(status, entry.size, entry.headers, path=self.blobs.path(entry.digest),
-                      fetched_at=entry.fetched_at)
+                      fetched_at=entry.fetched_at, digest=entry.digest)
 
     def _join(self, backend: str, key: str, policy: Policy, fetch: Fetch,
               stale: Entry | None) -> Served:
@@ -184,7 +194,8 @@ class Cache:
         head = fill.wait_head()
         if isinstance(head, Entry):
             return self._hit(head, "REVALIDATED")
-        return Served("MISS", head.size, head.headers, fill=fill, fetched_at=time.time())
+        return Served("MISS", head.size, head.headers, fill=fill, fetched_at=time.time(),
+                      digest=policy.digest)
 
     def _run(self, fill: Fill, backend: str, policy: Policy, fetch: Fetch,
              stale: Entry | None) -> None:
@@ -235,14 +246,10 @@ class Cache:
             if size is not None and not self.evictor.make_room(size):
                 raise _NoRoom()
             headers = _kept(resp.headers)
-            if "etag" not in headers and policy.digest:
-                headers["etag"] = f'"sha256:{policy.digest}"'  # known before the body: send it
             digest, written = self._write(fill, resp, backend, FillHead(size, headers))
         finally:
             resp.close()
-        temp = self._verify(fill, policy, size, digest, written)
-        if "etag" not in headers:
-            headers["etag"] = f'"sha256:{digest}"'
+        temp = self._verify(fill, policy, size, digest, written, headers)
         fill.commit(lambda: self.blobs.commit(temp, digest))
         entry = Entry(fill.key, backend, 200, digest, written, headers, now, fresh_until, now)
         self.index.put(entry)
@@ -273,15 +280,18 @@ class Cache:
         return sha.hexdigest(), written
 
     def _verify(self, fill: Fill, policy: Policy, size: int | None, digest: str,
-                written: int) -> Path:
+                written: int, headers: Mapping[str, str]) -> Path:
         temp = fill.temp
         problem = None
+        announced = headers.get(policy.digest_header or "", "")
         if size is not None and written != size:
             problem = f"upstream sent {written} bytes of the {size} it announced"
         elif policy.size is not None and written != policy.size:
             problem = f"upstream sent {written} bytes, expected {policy.size}"
         elif policy.digest is not None and digest != policy.digest:
             problem = f"sha256 {digest} does not match the expected {policy.digest}"
+        elif announced.startswith("sha256:") and announced != f"sha256:{digest}":
+            problem = f"sha256 {digest} does not match the upstream's {announced}"
         if problem:
             temp.unlink(missing_ok=True)
             log.error("not caching %s: %s", fill.key, problem)
@@ -299,7 +309,7 @@ class Cache:
 
 def _validators(entry: Entry) -> dict[str, str]:
     found = {}
-    if "etag" in entry.headers and not entry.headers["etag"].startswith('"sha256:'):
+    if "etag" in entry.headers:
         found["If-None-Match"] = entry.headers["etag"]
     if "last-modified" in entry.headers:
         found["If-Modified-Since"] = entry.headers["last-modified"]

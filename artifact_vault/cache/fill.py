@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import TransferAborted
 from .index import Entry
@@ -97,19 +98,26 @@ class Fill:
             return self._entry
 
     def read(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Yield bytes [start, end) as they arrive; raise TransferAborted if the fill fails.
+        """Bytes [start, end) as they arrive; the iterator raises TransferAborted if the fill
+        fails. The file is opened now, so a fill that already failed raises its own error
+        here, before the caller has sent any response headers.
 
         The last byte is held back until the fill is verified and committed, so a body whose
         digest turns out wrong reaches the client as a broken transfer, never as a clean
         corrupt file; and a request that comes after the client's last byte finds the entry
         committed."""
         with self._cond:
-            path = self._path
             size = self._head.size if self._head is not None else None
-        try:
-            f = open(path, "rb")  # an open file survives the writer's rename or unlink
-        except FileNotFoundError:
-            raise TransferAborted(f"fill of {self.key} ended before it could be read") from None
+            try:
+                f = open(self._path, "rb")  # an open file survives the writer's rename/unlink
+            except FileNotFoundError:
+                if self._error is not None:
+                    raise self._error from None
+                raise TransferAborted(f"fill of {self.key} lost its file") from None
+        return self._stream(f, start, end, size)
+
+    def _stream(self, f: BinaryIO, start: int, end: int | None,
+                size: int | None) -> Iterator[bytes]:
         with f:
             pos = start
             f.seek(start)
