@@ -29,6 +29,7 @@ from .errors import (BadRequest, MethodNotAllowed, NotFound, RangeNotSatisfiable
 from .exchange import Reply, Request
 from .logs import REQUEST_ID
 from .metrics import Metrics
+from .routing import Route, Router
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("artifact_vault.access")
@@ -65,9 +66,11 @@ class App:
         self.config = config
         self.cache = cache
         self.metrics = metrics
-        self._backends = sorted(backends, key=lambda b: len(b.prefix), reverse=True)
+        self._backends = backends
         self._started = time.time()
-        self._special = {"/health": self._health, "/ready": self._ready, "/metrics": self._metrics}
+        self._own = {"/health": self._health, "/ready": self._ready, "/metrics": self._metrics,
+                     "/v2": self._registry_root}
+        self._router = Router(backends, ["/health", "/ready", "/metrics"])
 
     def close(self) -> None:
         for backend in self._backends:
@@ -84,20 +87,24 @@ class App:
         backend = None
         handle_time = 0.0
         try:
-            backend = self._route(method, raw_path)
+            route = self._router.route(raw_path, environ.get("QUERY_STRING", ""))
+            backend = route.backend
+            if method not in ("GET", "HEAD") and backend is None:
+                raise MethodNotAllowed(f"{method} is not allowed on {raw_path}")
             if backend is None:
-                reply = self._special[raw_path.rstrip("/")]()
+                reply = self._own[route.mount]()
             else:
-                reply = self._handle(backend, environ, method, raw_path)
+                reply = self._handle(backend, environ, method, route)
                 handle_time = time.monotonic() - started
             status, headers, body = self._render(environ, method, reply)
             cache_status = reply.cache_status if backend else None
         except VaultError as exc:
-            status, headers, body = self._error(environ, exc)
+            status, headers, body = self._error(environ, exc, backend)
             cache_status = "BYPASS" if backend else None
         except Exception as exc:  # noqa: BLE001 - log it in full, answer without a traceback
             log.exception("unexpected error handling %s %s", method, raw_path)
-            status, headers, body = self._error(environ, VaultError(f"internal error: {type(exc).__name__}"))
+            status, headers, body = self._error(
+                environ, VaultError(f"internal error: {type(exc).__name__}"), backend)
             cache_status = None
         finally:
             REQUEST_ID.reset(token)
@@ -121,22 +128,10 @@ class App:
                                 "cache": cache_status, "upstream_time": round(upstream_time, 4)}})
         return _wrap_body(body, finished)
 
-    def _route(self, method: str, raw_path: str) -> Backend | None:
-        """The backend for ``raw_path``, or None for Vault's own endpoints."""
-        if (raw_path.rstrip("/") or "/") in self._special:
-            if method not in ("GET", "HEAD"):
-                raise MethodNotAllowed(f"{method} is not allowed on {raw_path}")
-            return None
-        for backend in self._backends:
-            if raw_path.startswith(backend.prefix) or raw_path == backend.prefix.rstrip("/"):
-                return backend
-        raise NotFound(f"no backend serves {raw_path}; configured prefixes: "
-                       f"{', '.join(b.prefix for b in self._backends)}")
-
     def _handle(self, backend: Backend, environ: dict[str, Any], method: str,
-                raw_path: str) -> Reply:
-        rest = safe_path(raw_path[len(backend.prefix):])
-        request = Request(method, rest, environ.get("QUERY_STRING", ""), _request_headers(environ))
+                route: Route) -> Reply:
+        request = Request(method, safe_path(route.rest), environ.get("QUERY_STRING", ""),
+                          _request_headers(environ), route.mount)
         return backend.handle(request)
 
     def _render(self, environ: dict[str, Any], method: str,
@@ -154,7 +149,7 @@ class App:
             d = deliver(method, _request_headers(environ), served)
         except RangeNotSatisfiable as exc:
             return 416, {"Content-Range": f"bytes */{exc.size}", "Content-Length": "0"}, ()
-        headers = {**d.headers, **reply.headers}
+        headers = {**d.headers, **{k.lower(): v for k, v in reply.headers.items()}}
         if not d.send_body:
             return d.status, headers, ()
         wrapper = environ.get("wsgi.file_wrapper")
@@ -165,14 +160,19 @@ class App:
             return d.status, headers, _FileBody(f, wrapper, length)
         return d.status, headers, served.open(d.start, d.end)
 
-    def _error(self, environ: dict[str, Any],
-               exc: VaultError) -> tuple[int, dict[str, str], Iterable[bytes]]:
+    def _error(self, environ: dict[str, Any], exc: VaultError,
+               backend: Backend | None) -> tuple[int, dict[str, str], Iterable[bytes]]:
         status = status_for(exc)
         if status >= 500:
             log.warning("%d: %s", status, exc.message)
         headers: dict[str, str] = {}
-        if isinstance(exc, MethodNotAllowed):
-            headers["Allow"] = ", ".join(exc.allowed)
+        render_error = getattr(backend, "render_error", None)
+        if render_error is not None:  # the backend's protocol has its own error format
+            reply = render_error(exc, status)
+            headers = dict(reply.headers)
+            body = reply.body if environ["REQUEST_METHOD"] != "HEAD" else []
+            return status, {**headers, **self._error_headers(exc)}, body
+        headers.update(self._error_headers(exc))
         if "json" in environ.get("HTTP_ACCEPT", ""):
             doc = {"error": {"status": status, "message": exc.message}}
             if exc.upstream:
@@ -184,6 +184,21 @@ class App:
             headers["Content-Type"] = "text/plain; charset=utf-8"
         headers["Content-Length"] = str(len(body))
         return status, headers, [body] if environ["REQUEST_METHOD"] != "HEAD" else []
+
+    @staticmethod
+    def _error_headers(exc: VaultError) -> dict[str, str]:
+        headers = {}
+        if isinstance(exc, MethodNotAllowed):
+            headers["Allow"] = ", ".join(exc.allowed)
+        if getattr(exc, "retry_after", None):
+            headers["Retry-After"] = exc.retry_after  # type: ignore[attr-defined]
+        return headers
+
+    def _registry_root(self) -> Reply:
+        """``GET /v2/``: clients probe it to learn that this is a registry API."""
+        return Reply(status=200, body=[b"{}"], headers={
+            "Docker-Distribution-API-Version": "registry/2.0", "Content-Type": "application/json",
+            "Content-Length": "2"})
 
     def _health(self) -> Reply:
         doc = {"status": "ok", "version": __version__,

@@ -8,6 +8,7 @@
     ├── MethodNotAllowed            405
     ├── RangeNotSatisfiable         416
     └── UpstreamError               502  the upstream could not give us a usable answer
+        ├── UpstreamRateLimited     429  the upstream said 429 (Retry-After passed on)
         ├── UpstreamTimeout         504
         ├── OfflineMiss             504  offline mode and the artifact is not cached
         └── IntegrityError          502  size or digest did not match: nothing was kept
@@ -26,11 +27,12 @@ class VaultError(Exception):
     """Base of every error Vault raises on purpose."""
 
     def __init__(self, message: str, *, upstream: str | None = None,
-                 upstream_status: int | None = None) -> None:
+                 upstream_status: int | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.upstream = upstream
         self.upstream_status = upstream_status
+        self.code = code  # a protocol's own error code (OCI: MANIFEST_UNKNOWN, ...), if any
 
 
 class ConfigError(VaultError):
@@ -50,8 +52,9 @@ class UpstreamNotFound(NotFound):
 
 
 class MethodNotAllowed(VaultError):
-    def __init__(self, message: str, *, allowed: tuple[str, ...] = ("GET", "HEAD")) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, allowed: tuple[str, ...] = ("GET", "HEAD"),
+                 code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.allowed = allowed
 
 
@@ -63,6 +66,12 @@ class RangeNotSatisfiable(VaultError):
 
 class UpstreamError(VaultError):
     pass
+
+
+class UpstreamRateLimited(UpstreamError):
+    def __init__(self, message: str, *, retry_after: str | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
 
 
 class UpstreamTimeout(UpstreamError):
@@ -90,6 +99,7 @@ HTTP_STATUS: dict[type[VaultError], int] = {
     MethodNotAllowed: 405,
     RangeNotSatisfiable: 416,
     UpstreamError: 502,
+    UpstreamRateLimited: 429,
     UpstreamTimeout: 504,
     OfflineMiss: 504,
     VaultError: 500,

@@ -14,6 +14,7 @@ class Request:
     path: str  # below the backend prefix, percent-decoded and checked: no '..', no '//'
     query: str  # raw query string, '' when absent
     headers: Mapping[str, str]  # lower-case names
+    mount: str = ""  # the URL path the client put before ``path`` (for links it must follow)
 
 
 @dataclass

@@ -26,6 +26,9 @@ class Metrics:
         self._upstream_latency = Histogram("vault_upstream_latency_seconds",
                                            "Time to upstream response headers", ["backend"],
                                            registry=r)
+        self._ratelimit = Gauge("vault_upstream_ratelimit_remaining",
+                                "The upstream's last ratelimit-remaining header", ["backend"],
+                                registry=r)
         self._fills = Gauge("vault_fills_in_progress", "Upstream downloads running", registry=r)
 
     def watch_cache(self, totals: Callable[[], tuple[int, int]]) -> None:
@@ -53,6 +56,9 @@ class Metrics:
 
     def upstream_error(self, backend: str, reason: str) -> None:
         self._upstream_errors.labels(backend, reason).inc()
+
+    def upstream_ratelimit(self, backend: str, remaining: int) -> None:
+        self._ratelimit.labels(backend).set(remaining)
 
 
 class _CacheCollector(Collector):

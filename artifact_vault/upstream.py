@@ -23,7 +23,8 @@ from requests.adapters import HTTPAdapter
 
 from . import __version__
 from .config import SecretStr, Timeout, TimeoutSpec
-from .errors import ConfigError, UpstreamError, UpstreamNotFound, UpstreamTimeout
+from .errors import (ConfigError, UpstreamError, UpstreamNotFound, UpstreamRateLimited,
+                     UpstreamTimeout)
 
 log = logging.getLogger(__name__)
 _MAX_REDIRECTS = 5
@@ -68,6 +69,8 @@ class UpstreamObserver(Protocol):
 
     def upstream_error(self, backend: str, reason: str) -> None: ...
 
+    def upstream_ratelimit(self, backend: str, remaining: int) -> None: ...
+
 
 class UpstreamResponse:
     """A streaming upstream answer whose body errors are ``UpstreamError``s."""
@@ -105,38 +108,63 @@ class _Retry(Exception):
         self.error = error
 
 
+class Authorizer(Protocol):
+    """Token auth for an upstream (registries): ``registry.auth.TokenAuth`` is one."""
+
+    def header(self, scope: str | None) -> str | None:
+        """The Authorization header to send for ``scope``, if a token is at hand."""
+
+    def answer(self, challenge: str, scope: str | None) -> bool:
+        """Obtain a token for a 401's WWW-Authenticate ``challenge``; True to retry."""
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    headers: Mapping[str, str]
+    allowed: frozenset[str] | None  # None: any host (a registry's blob storage redirect)
+    scope: str | None
+
+
 class Upstream:
     """One configured upstream origin, shared by all requests of one backend."""
 
     def __init__(self, backend: str, settings: UpstreamSettings, observer: UpstreamObserver,
-                 pool_size: int = 32) -> None:
+                 pool_size: int = 32, authorizer: Authorizer | None = None) -> None:
         self.backend = backend
         self.settings = settings
         self.base_url = settings.base_url
         self.host = urlsplit(settings.base_url).netloc.lower()
+        self.authorizer = authorizer
         self._observer = observer
-        self._allowed = {self.host, *(h.lower() for h in settings.allowed_redirect_hosts)}
-        self._session = requests.Session()
-        self._session.trust_env = False  # no ~/.netrc credentials, no surprise proxies
+        self._allowed = frozenset({self.host, *(h.lower() for h in settings.allowed_redirect_hosts)})
+        self.session = requests.Session()
+        self.session.trust_env = False  # no ~/.netrc credentials, no surprise proxies
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._verify = tls_verify(settings.verify_tls, settings.ca_bundle)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.verify = tls_verify(settings.verify_tls, settings.ca_bundle)
 
     def close(self) -> None:
-        self._session.close()
+        self.session.close()
 
     def get(self, url: str, headers: Mapping[str, str] | None = None, *,
-            also_allow: str | None = None) -> UpstreamResponse:
-        """GET ``url``, following allowed redirects, retrying what is safe.
+            also_allow: str | None = None, any_redirect: bool = False, scope: str | None = None,
+            method: str = "GET") -> UpstreamResponse:
+        """GET (or HEAD) ``url``, following allowed redirects, retrying what is safe.
 
         ``url`` must be on this upstream's host, or on ``also_allow``: a host that this
-        upstream itself named (a PyPI index's file host). Credentials go to neither."""
+        upstream itself named (a PyPI index's file host). ``any_redirect`` lets redirects go
+        anywhere (registries send blobs to object storage). Credentials, configured headers
+        and tokens go only to this upstream's own host. ``scope`` is the token scope to ask
+        an ``Authorizer`` for (``repository:NAME:pull``)."""
+        allowed = None if any_redirect else (
+            self._allowed | {also_allow.lower()} if also_allow else self._allowed)
+        call = _Call(method, headers or {}, allowed, scope)
         attempts = max(1, self.settings.retries + 1)
-        allowed = self._allowed | {also_allow.lower()} if also_allow else self._allowed
         for attempt in range(attempts):
             try:
-                return self._follow(url, headers or {}, allowed)
+                return self._follow(url, call)
             except _Retry as retry:
                 if attempt + 1 == attempts:
                     raise retry.error from None
@@ -144,34 +172,47 @@ class Upstream:
                 time.sleep(_BACKOFF_SECONDS * 2**attempt)
         raise AssertionError("unreachable")
 
-    def _follow(self, url: str, headers: Mapping[str, str], allowed: set[str]) -> UpstreamResponse:
+    def _follow(self, url: str, call: _Call) -> UpstreamResponse:
+        if urlsplit(url).netloc.lower() not in (call.allowed or self._allowed):
+            raise UpstreamError(f"refusing to send a request for {self.backend} to "
+                                f"{urlsplit(url).netloc}: not its upstream", upstream=self.host)
+        challenged = False
         for _ in range(_MAX_REDIRECTS + 1):
-            resp = self._send(url, headers, allowed)
+            resp = self._send(url, call)
             if resp.status_code in _REDIRECTS and "location" in resp.headers:
                 url = urljoin(url, resp.headers["location"])
+                resp.close()
+                continue
+            challenge = resp.headers.get("www-authenticate")
+            if (resp.status_code == 401 and challenge and self.authorizer is not None
+                    and not challenged and self.authorizer.answer(challenge, call.scope)):
+                challenged = True  # retry once with the new token, never loop
                 resp.close()
                 continue
             return self._judge(resp)
         raise UpstreamError(f"upstream {self.host} redirected more than {_MAX_REDIRECTS} times",
                             upstream=self.host)
 
-    def _send(self, url: str, headers: Mapping[str, str], allowed: set[str]) -> requests.Response:
+    def _send(self, url: str, call: _Call) -> requests.Response:
         host = urlsplit(url).netloc.lower()
-        if host not in allowed:
+        if call.allowed is not None and host not in call.allowed:
             self._observer.upstream_error(self.backend, "redirect_not_allowed")
             raise UpstreamError(f"upstream {self.host} redirected to {host}, which the config "
                                 "does not allow (see allowed_redirect_hosts)", upstream=self.host)
         own_host = host == self.host  # credentials and configured headers stay on this host
         send = {"User-Agent": f"artifact-vault/{__version__}", "Accept-Encoding": "identity",
-                **(self.settings.headers if own_host else {}), **headers}
+                **(self.settings.headers if own_host else {}), **call.headers}
         auth = None
-        if own_host and self.settings.username is not None:
+        token = self.authorizer.header(call.scope) if own_host and self.authorizer else None
+        if token:
+            send["Authorization"] = token
+        elif own_host and self.settings.username is not None:
             auth = (self.settings.username, self.settings.password or "")
         timeout = (self.settings.timeout.connect, self.settings.timeout.read)
         started = time.monotonic()
         try:
-            resp = self._session.get(url, headers=send, auth=auth, timeout=timeout, stream=True,
-                                     allow_redirects=False, verify=self._verify)
+            resp = self.session.request(call.method, url, headers=send, auth=auth, timeout=timeout,
+                                        stream=True, allow_redirects=False, verify=self.verify)
         except requests.Timeout as exc:
             self._observer.upstream_error(self.backend, "timeout")
             raise _Retry(UpstreamTimeout(f"upstream {host} timed out", upstream=host)) from exc
@@ -184,6 +225,9 @@ class Upstream:
             raise UpstreamError(f"request to upstream {host} failed ({type(exc).__name__})",
                                 upstream=host) from exc
         self._observer.upstream_latency(self.backend, time.monotonic() - started)
+        remaining = resp.headers.get("ratelimit-remaining")
+        if remaining and remaining.split(";")[0].isdigit():
+            self._observer.upstream_ratelimit(self.backend, int(remaining.split(";")[0]))
         return resp
 
     def _judge(self, resp: requests.Response) -> UpstreamResponse:
@@ -196,6 +240,11 @@ class Upstream:
             raise UpstreamNotFound(f"upstream {host} has no {urlsplit(resp.url).path}",
                                    upstream=host, upstream_status=status)
         self._observer.upstream_error(self.backend, f"http_{status}")
+        if status == 429:
+            retry_after = resp.headers.get("retry-after", "")
+            raise UpstreamRateLimited(f"upstream {host} is rate-limiting us (429)",
+                                      upstream=host, upstream_status=429,
+                                      retry_after=retry_after if retry_after.isdigit() else None)
         error = UpstreamError(f"upstream {host} answered {status}", upstream=host,
                               upstream_status=status)
         if status >= 500:

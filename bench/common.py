@@ -56,8 +56,28 @@ def _pdeathsig() -> None:
         pass
 
 
-def popen(args: Sequence[str], **kw: Any) -> subprocess.Popen:
-    return subprocess.Popen(list(args), preexec_fn=_pdeathsig, **kw)
+def popen(args: Sequence[str], cpus: set[int] | None = None, **kw: Any) -> subprocess.Popen:
+    """Popen with PDEATHSIG; ``cpus``: pin the process (and all it starts) to those CPUs."""
+    def pre() -> None:
+        _pdeathsig()
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+    return subprocess.Popen(list(args), preexec_fn=pre, **kw)
+
+
+def split_cpus() -> tuple[set[int] | None, set[int] | None]:
+    """(server CPUs, load-generator CPUs) for pinned runs: the server gets the last CPU it may
+    use, the client the others; (None, None) when there are fewer than two CPUs.
+
+    Pinning matters on small VMs: a waitress server is one process whose threads hand the GIL
+    to each other; spread over vCPUs, every handoff is a cross-CPU wake-up, and on the 2-vCPU
+    VM these scripts were written on that made unpinned small-request figures vary 10x from
+    run to run. Pinned, each server gets one CPU, which is also all a GIL-bound process can
+    use for Python code, and nginx runs 1 worker."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return None, None
+    return {allowed[-1]}, set(allowed[:-1])
 
 
 class BenchTimeout(Exception):
@@ -258,6 +278,21 @@ def proc_status(pid: int) -> dict[str, int]:
     return found
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its live children (nginx: master + workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            pids += [int(c) for c in (task / "children").read_text().split()]
+    total = 0
+    for p in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def vm_hwm(pid: int) -> int:
     """Peak resident set size of ``pid`` so far, in bytes."""
     return proc_status(pid)["VmHWM"]
@@ -339,8 +374,10 @@ class Nginx:
     ``rate`` is nginx's per-connection ``limit_rate`` (e.g. "100m" = 100 MiB/s; "0": none).
     Every request is logged to ``access_log`` (path, status, bytes)."""
 
-    def __init__(self, root: Path, workdir: Path, rate: str = "0", workers: int = 1) -> None:
+    def __init__(self, root: Path, workdir: Path, rate: str = "0", workers: int = 1,
+                 cpus: set[int] | None = None) -> None:
         self.root = root
+        self.cpus = cpus
         self.dir = workdir / f"nginx-{time.monotonic_ns()}"
         self.rate = rate
         self.workers = workers
@@ -366,7 +403,7 @@ class Nginx:
                                                root=self.root, rate=self.rate,
                                                workers=self.workers))
             self.proc = popen(["nginx", "-p", str(self.dir), "-c", str(conf),
-                               "-e", str(self.dir / "error.log")],
+                               "-e", str(self.dir / "error.log")], cpus=self.cpus,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 wait_http(self.url + "/", timeout=10, proc=self.proc)
@@ -408,8 +445,10 @@ class Vault:
     INFO). stderr goes to a log file in the workdir."""
 
     def __init__(self, base_url: str, workdir: Path, cache_dir: Path | None = None,
-                 log_level: str = "INFO", threads: int = 32) -> None:
+                 log_level: str = "INFO", threads: int = 32,
+                 cpus: set[int] | None = None) -> None:
         self.base_url = base_url
+        self.cpus = cpus
         self.workdir = workdir
         self.cache_dir = cache_dir or workdir / "vault-cache"
         self.log_level = log_level
@@ -452,8 +491,8 @@ class Vault:
         config_path.write_text(yaml.safe_dump(config))
         args = [PYTHON, str(ROOT / "main.py"), "--config", str(config_path)]
         with open(self.log_path, "ab") as log:
-            self.proc = popen(args, stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+            self.proc = popen(args, cpus=self.cpus, stdout=subprocess.DEVNULL, stderr=log,
+                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
         try:
             if port:
                 self.url = f"http://{HOST}:{port}"
@@ -495,8 +534,9 @@ class Vault:
 class BareWaitress:
     """bench/bare_waitress.py serving one file on a free port (the floor for Vault)."""
 
-    def __init__(self, path: Path, threads: int = 32) -> None:
+    def __init__(self, path: Path, threads: int = 32, cpus: set[int] | None = None) -> None:
         self.path = path
+        self.cpus = cpus
         self.threads = threads
         self.proc: subprocess.Popen | None = None
         self.url = ""
@@ -506,7 +546,7 @@ class BareWaitress:
             port = free_port()
             self.proc = popen([PYTHON, str(BENCH / "bare_waitress.py"), str(self.path),
                                "--port", str(port), "--threads", str(self.threads)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              cpus=self.cpus, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.url = f"http://{HOST}:{port}/"
             try:
                 wait_http(self.url, proc=self.proc)
@@ -543,10 +583,16 @@ class WrkResult:
         return self.non_2xx + sum(self.socket_errors.values())
 
 
-def wrk(url: str, connections: int = 16, threads: int = 2, duration: int = 10) -> WrkResult:
-    out = subprocess.run(["wrk", f"-c{connections}", f"-t{threads}", f"-d{duration}s",
-                          "--timeout", "10s", url],
-                         capture_output=True, text=True, timeout=duration + 30, check=True).stdout
+def wrk(url: str, connections: int = 16, threads: int = 2, duration: int = 10,
+        cpus: set[int] | None = None) -> WrkResult:
+    proc = popen(["wrk", f"-c{connections}", f"-t{threads}", f"-d{duration}s", "--timeout", "10s",
+                  url], cpus=cpus, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=duration + 30)
+    finally:
+        stop_process(proc, timeout=2)
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {err}")
     rps = re.search(r"Requests/sec:\s*([\d.]+)", out)
     lat = re.search(r"Latency\s+(\S+)", out)
     total = re.search(r"(\d+) requests in", out)
@@ -576,9 +622,40 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: st
     sys.stdout.flush()
 
 
+def busy_fraction(seconds: float = 1.0) -> float:
+    """How busy all CPUs were over the next ``seconds`` (0..1), from /proc/stat."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values), idle
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def wait_for_quiet(max_wait: float = 120, threshold: float = 0.15) -> float:
+    """Wait (at most ``max_wait`` s) until the machine is under ``threshold`` busy, so other
+    work does not end up in the figures; returns the last busy fraction seen. BENCH_NO_WAIT=1
+    skips the wait."""
+    deadline = time.monotonic() + (0 if os.environ.get("BENCH_NO_WAIT") else max_wait)
+    busy = busy_fraction()
+    while busy > threshold and time.monotonic() < deadline:
+        busy = busy_fraction(2.0)
+    return busy
+
+
 def environment() -> str:
-    """One line describing the machine, for the head of every table."""
+    """One line describing the machine and the code, for the head of every table; waits a
+    little for the machine to be quiet first (see ``wait_for_quiet``)."""
     import platform
-    cpus = os.cpu_count()
-    return (f"{platform.node()} {platform.machine()}, {cpus} CPUs, Python "
-            f"{platform.python_version()} (Vault: {PYTHON})")
+    busy = wait_for_quiet()
+    try:
+        rev = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        rev = "?"
+    note = "" if busy <= 0.15 else " (NOT QUIET: other work is running, figures are suspect)"
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs, CPUs {busy:.0%} busy before start"
+            f"{note}, Python {platform.python_version()}, code {rev or '?'}")

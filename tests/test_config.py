@@ -78,7 +78,7 @@ def test_a_bad_duration_says_how_to_write_one():
 def test_an_unknown_backend_type_lists_the_known_ones():
     data = minimal()
     data["backends"][0]["type"] = "ftp"
-    assert error_of(data) == "config.backends[0].type: unknown backend type 'ftp'; use one of: http, pypi"
+    assert error_of(data) == "config.backends[0].type: unknown backend type 'ftp'; use one of: http, pypi, registry-v2, dockerhub"
 
 
 def test_a_base_url_must_be_http_or_https():

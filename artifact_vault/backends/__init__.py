@@ -14,6 +14,7 @@ from ..exchange import Reply, Request
 from ..metrics import Metrics
 from .http import HttpBackend
 from .pypi import PypiBackend
+from .registry import DockerHubBackend, RegistryBackend
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,15 @@ class Backend(Protocol):
     name: str
     prefix: str
 
+    # Optional, for registry backends: ``registry_hosts`` (names ``?ns=`` may use),
+    # ``default`` (serves /v2/ requests that name no backend) and ``render_error(exc, status)``
+    # (errors in the protocol's own format). app.py reads them with getattr.
+
     def handle(self, request: Request) -> Reply: ...
 
     def close(self) -> None: ...
 
 
-BACKENDS = {"http": HttpBackend, "pypi": PypiBackend}
+BACKENDS = {"http": HttpBackend, "pypi": PypiBackend, "registry-v2": RegistryBackend,
+            "dockerhub": DockerHubBackend}
 SETTINGS = {name: cls.Settings for name, cls in BACKENDS.items()}

@@ -23,9 +23,7 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote, urlsplit
 
-from requests.structures import CaseInsensitiveDict
-
-from ...cache import Policy, Served
+from ...cache import Answer, Policy, Served
 from ...config import BackendSpec, Duration, SecretStr, Timeout, TimeoutSpec
 from ...errors import (ConfigError, MethodNotAllowed, NotFound, OfflineMiss, UpstreamError,
                        UpstreamNotFound)
@@ -73,23 +71,6 @@ class PypiSettings:
 
     def indexes(self) -> tuple[PypiIndex, ...]:
         return self.upstreams or (PypiIndex(url=self.base_url or ""),)
-
-
-class _Local:
-    """A ``Fetched`` made of bytes Vault produced itself (metadata pulled out of a wheel)."""
-
-    status = 200
-
-    def __init__(self, body: bytes, content_type: str) -> None:
-        self._body = body
-        self.headers = CaseInsensitiveDict({"content-type": content_type,
-                                            "content-length": str(len(body))})
-
-    def chunks(self) -> Iterator[bytes]:
-        yield self._body
-
-    def close(self) -> None:
-        pass
 
 
 class PypiBackend:
@@ -288,7 +269,7 @@ class PypiBackend:
         served = self._cache.get(self.name, key, policy, fetch)
         return _file_reply(served, filename + ".metadata")
 
-    def _extract(self, wheel_key: str, filename: str) -> _Local:
+    def _extract(self, wheel_key: str, filename: str) -> Answer:
         served = self._cache.get(self.name, wheel_key, Policy(ttl=None, offline=True),
                                  lambda _: None)  # type: ignore[arg-type,return-value]
         assert served.path is not None
@@ -299,7 +280,7 @@ class PypiBackend:
                 raise NotFound(f"{filename} has no single .dist-info/METADATA")
             with wheel.open(names[0]) as member:
                 body = member.read(16 * 1024 * 1024)
-        return _Local(body, "text/plain; charset=utf-8")
+        return Answer(body=body, content_type="text/plain; charset=utf-8")
 
 
 def _file_id(f: File) -> str:

@@ -1,0 +1,231 @@
+"""The ``registry-v2`` and ``dockerhub`` backends: a pull-through cache for OCI registries.
+
+Routes below the mount (``/v2/<prefix>/``, ``/v2/`` for the default backend, or ``/<prefix>/``):
+
+    <name>/manifests/<tag|digest>    GET, HEAD: stored byte for byte, never converted
+    <name>/blobs/<digest>            GET, HEAD: one blob store for every repository and backend
+    <name>/tags/list                 GET, with n and last
+
+Digests are immutable and never need the upstream again. Tags are fresh for ``tag_ttl``, then
+revalidated with a HEAD (which Docker Hub does not count against its pull limit): the same
+digest refreshes the tag without a body transfer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+from ...cache import Answer, Policy
+from ...config import BackendSpec, Duration, Size
+from ...errors import BadRequest, MethodNotAllowed, NotFound, UpstreamError, VaultError
+from ...exchange import Reply, Request
+from ...upstream import HttpUrl, Upstream, UpstreamResponse, UpstreamSettings
+from . import oci
+from .auth import TokenAuth
+
+if TYPE_CHECKING:
+    from .. import Context
+
+log = logging.getLogger(__name__)
+_MANIFEST = re.compile(r"^(?P<name>.+)/manifests/(?P<ref>[^/]+)$")
+_BLOB = re.compile(r"^(?P<name>.+)/blobs/(?P<ref>[^/]+)$")
+_TAGS = re.compile(r"^(?P<name>.+)/tags/list$")
+
+
+@dataclass(frozen=True)
+class RegistrySettings(UpstreamSettings):
+    tag_ttl: Duration = 300.0  # a tag is revalidated (HEAD upstream) after this
+    default: bool = False  # serve /v2/<name>/... requests that name no backend
+    registry_hosts: tuple[str, ...] = ()  # more names that ?ns= may use for this upstream
+    token_realm_hosts: tuple[str, ...] = ()  # token realms allowed off the upstream's domain
+    max_manifest_size: Size = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DockerHubSettings(RegistrySettings):
+    base_url: HttpUrl = "https://registry-1.docker.io"
+    registry_hosts: tuple[str, ...] = ("docker.io", "index.docker.io")
+
+
+class RegistryBackend:
+    Settings = RegistrySettings
+
+    def __init__(self, spec: BackendSpec, ctx: Context) -> None:
+        settings: RegistrySettings = spec.settings
+        self.name = spec.prefix.strip("/")
+        self.prefix = spec.prefix
+        self.default = settings.default
+        host = urlsplit(settings.base_url).netloc.lower()
+        self.registry_hosts = (host, *(h.lower() for h in settings.registry_hosts))
+        self._settings = settings
+        self._cache = ctx.cache
+        self._offline = ctx.offline or settings.offline
+        self._upstream = Upstream(self.name, settings, ctx.metrics, pool_size=ctx.pool_size)
+        credentials = ((settings.username, settings.password or "")
+                       if settings.username is not None else None)
+        self._upstream.authorizer = TokenAuth(host, credentials, lambda: self._upstream.session,
+                                              self._upstream.verify, settings.token_realm_hosts,
+                                              settings.timeout.read)
+        # Children of a multi-arch index are cached in the background, so that a later pull of
+        # another platform by digest works offline.
+        self._prefetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{self.name}-children")
+
+    def close(self) -> None:
+        self._prefetch.shutdown(wait=False, cancel_futures=True)
+        self._upstream.close()
+
+    def repository(self, name: str) -> str:
+        oci.check_name(name)
+        return name
+
+    def handle(self, request: Request) -> Reply:
+        if request.method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(f"{request.method}: this registry is a read-only cache",
+                                   code="UNSUPPORTED")
+        if request.path in ("", "/"):
+            return Reply(status=200, body=[b"{}"], headers={
+                **oci.API_HEADERS, "Content-Type": "application/json", "Content-Length": "2"})
+        for pattern, handler in ((_MANIFEST, self._manifest), (_BLOB, self._blob)):
+            match = pattern.match(request.path)
+            if match:
+                return handler(request, self.repository(match["name"]), match["ref"])
+        match = _TAGS.match(request.path)
+        if match:
+            return self._tags(request, self.repository(match["name"]))
+        raise NotFound(f"no registry endpoint at {request.path}", code="NAME_UNKNOWN")
+
+    def render_error(self, exc: VaultError, status: int) -> Reply:
+        body = oci.error_body(exc, status)
+        return Reply(status=status, body=[body], headers={
+            **oci.API_HEADERS, "Content-Type": "application/json", "Content-Length": str(len(body))})
+
+    # -- manifests ---------------------------------------------------------------------------
+
+    def _manifest_key(self, name: str, ref: str) -> str:
+        return f"{self.name} manifest {name}{'@' if ':' in ref else ':'}{ref}"
+
+    def _manifest(self, request: Request, name: str, ref: str) -> Reply:
+        scope = f"repository:{name}:pull"
+        url = f"{self._settings.base_url}/v2/{name}/manifests/{ref}"
+        key = self._manifest_key(name, ref)
+        by_tag = ":" not in ref
+        if by_tag:
+            if not oci.TAG.match(ref):
+                raise BadRequest(f"invalid tag {ref!r}", code="TAG_INVALID")
+            policy = Policy(ttl=self._settings.tag_ttl, offline=self._offline,
+                            digest_header="docker-content-digest")
+            fetch = lambda _: self._revalidate(url, scope, key)  # noqa: E731
+        else:
+            policy = Policy(ttl=None, offline=self._offline, digest=oci.check_digest(ref))
+            fetch = lambda _: self._fetch_manifest(url, scope)  # noqa: E731
+        try:
+            served = self._cache.get_complete(self.name, key, policy, fetch)
+        except NotFound as exc:
+            raise NotFound(f"manifest {name}:{ref} is unknown upstream", code="MANIFEST_UNKNOWN",
+                           upstream=exc.upstream) from None
+        digest = f"sha256:{served.digest}"
+        media_type = served.headers.get("content-type", oci.OCI_MANIFEST)
+        if by_tag and served.cache_status in ("MISS", "REVALIDATED"):
+            self._cache.alias(key, self._manifest_key(name, digest))
+        if not oci.accepts(request.headers.get("accept"), media_type):
+            raise NotFound(f"{name}:{ref} is a {media_type}, which the client's Accept header "
+                           "does not include; Vault never converts manifests",
+                           code="MANIFEST_UNKNOWN")
+        if media_type in oci.INDEXES and served.cache_status == "MISS" and served.path:
+            for child in oci.children(served.path.read_bytes()):
+                self._prefetch.submit(self._cache_child, name, child)
+        return Reply(served=served, cache_status=served.cache_status, headers={
+            **oci.API_HEADERS, "Content-Type": media_type, "Docker-Content-Digest": digest,
+            "ETag": f'"{digest}"'})
+
+    def _fetch_manifest(self, url: str, scope: str) -> UpstreamResponse:
+        resp = self._upstream.get(url, {"Accept": oci.MANIFEST_ACCEPT}, scope=scope)
+        size = resp.headers.get("content-length", "")
+        if size.isdigit() and int(size) > self._settings.max_manifest_size:
+            resp.close()
+            raise UpstreamError(f"manifest at {urlsplit(url).path} is {size} bytes, over the "
+                                f"{self._settings.max_manifest_size} allowed (max_manifest_size)",
+                                upstream=self._upstream.host)
+        return resp
+
+    def _revalidate(self, url: str, scope: str, key: str) -> UpstreamResponse | Answer:
+        """Fetch a tag; if a copy is cached, ask with a HEAD first whether it still holds."""
+        stale = self._cache.index.get(key)
+        if stale is not None and stale.status == 200 and stale.digest:
+            head = self._upstream.get(url, {"Accept": oci.MANIFEST_ACCEPT}, scope=scope,
+                                      method="HEAD")
+            head.close()
+            if head.headers.get("docker-content-digest") == f"sha256:{stale.digest}":
+                return Answer(status=304)
+        return self._fetch_manifest(url, scope)
+
+    def _cache_child(self, name: str, digest: str) -> None:
+        url = f"{self._settings.base_url}/v2/{name}/manifests/{digest}"
+        try:
+            self._cache.get_complete(
+                self.name, self._manifest_key(name, digest),
+                Policy(ttl=None, digest=oci.check_digest(digest)),
+                lambda _: self._fetch_manifest(url, f"repository:{name}:pull"))
+        except VaultError as exc:
+            log.warning("could not cache child manifest %s@%s: %s", name, digest, exc.message)
+
+    # -- blobs and tags ------------------------------------------------------------------------
+
+    def _blob(self, request: Request, name: str, ref: str) -> Reply:
+        hex_digest = oci.check_digest(ref)
+        url = f"{self._settings.base_url}/v2/{name}/blobs/{ref}"
+        try:
+            # Keyed by digest alone: a layer shared by two images, repositories or backends is
+            # fetched and stored once.
+            served = self._cache.get(
+                self.name, f"oci blob {ref}",
+                Policy(ttl=None, offline=self._offline, digest=hex_digest),
+                lambda _: self._upstream.get(url, scope=f"repository:{name}:pull",
+                                             any_redirect=True))
+        except NotFound as exc:
+            raise NotFound(f"blob {ref} is unknown in {name}", code="BLOB_UNKNOWN",
+                           upstream=exc.upstream) from None
+        return Reply(served=served, cache_status=served.cache_status, headers={
+            **oci.API_HEADERS, "Docker-Content-Digest": ref})
+
+    def _tags(self, request: Request, name: str) -> Reply:
+        url = f"{self._settings.base_url}/v2/{name}/tags/list"
+        served = self._cache.get_complete(
+            self.name, f"{self.name} tags {name}",
+            Policy(ttl=self._settings.tag_ttl, offline=self._offline),
+            lambda _: self._upstream.get(url, {"Accept": "application/json"},
+                                         scope=f"repository:{name}:pull"))
+        try:
+            tags = sorted(str(t) for t in json.loads(b"".join(served.open())).get("tags") or [])
+        except (ValueError, AttributeError) as exc:
+            raise UpstreamError(f"upstream tag list of {name} is not JSON ({exc})") from None
+        query = parse_qs(request.query)
+        if "last" in query:
+            tags = [t for t in tags if t > query["last"][0]]
+        headers = {**oci.API_HEADERS, "Content-Type": "application/json"}
+        if "n" in query:
+            if not query["n"][0].isdigit():
+                raise BadRequest("n must be a number", code="PAGINATION_NUMBER_INVALID")
+            n = int(query["n"][0])
+            if len(tags) > n and n > 0:
+                headers["Link"] = (f'<{request.mount}{name}/tags/list?n={n}&last={tags[n - 1]}>; '
+                                   'rel="next"')
+            tags = tags[:n]
+        body = json.dumps({"name": name, "tags": tags}).encode()
+        headers["Content-Length"] = str(len(body))
+        return Reply(status=200, body=[body], headers=headers, cache_status=served.cache_status)
+
+
+class DockerHubBackend(RegistryBackend):
+    """``registry-v2`` with Docker Hub's defaults; one-segment names live under ``library/``."""
+
+    Settings = DockerHubSettings
+
+    def repository(self, name: str) -> str:
+        return super().repository(name if "/" in name else f"library/{name}")

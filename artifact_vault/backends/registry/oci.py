@@ -1,0 +1,72 @@
+"""OCI distribution vocabulary: media types, name and reference grammar, error bodies."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ...errors import BadRequest, NotFound, VaultError
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+INDEXES = (DOCKER_LIST, OCI_INDEX)
+# What Vault asks every upstream for, whatever the client asked: manifests are stored byte for
+# byte and never converted, so the cache must hold what the registry really has.
+MANIFEST_ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST,
+                             "application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5"))
+API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
+
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+DIGEST = re.compile(r"^sha256:([a-f0-9]{64})$")
+_ANY_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+
+_CODES = {400: "UNSUPPORTED", 401: "UNAUTHORIZED", 403: "DENIED", 404: "NAME_UNKNOWN",
+          405: "UNSUPPORTED", 416: "RANGE_INVALID", 429: "TOOMANYREQUESTS"}
+
+
+def check_name(name: str) -> None:
+    if len(name) > 255 or not NAME.match(name):
+        raise oci_error(400, "NAME_INVALID", f"invalid repository name {name!r}")
+
+
+def check_digest(digest: str) -> str:
+    """The sha256 hex of ``digest``; other algorithms are valid OCI but not supported here."""
+    match = DIGEST.match(digest)
+    if match:
+        return match[1]
+    if _ANY_DIGEST.match(digest):
+        raise oci_error(400, "UNSUPPORTED", f"only sha256 digests are supported, not {digest!r}")
+    raise oci_error(400, "DIGEST_INVALID", f"invalid digest {digest!r}")
+
+
+def oci_error(status: int, code: str, message: str) -> VaultError:
+    """An error with its OCI code, of the class the status table maps to ``status``."""
+    return {400: BadRequest, 404: NotFound}[status](message, code=code)
+
+
+def error_body(exc: VaultError, status: int) -> bytes:
+    code = exc.code or _CODES.get(status, "UNAVAILABLE" if status >= 500 else "UNKNOWN")
+    detail = {"upstream": exc.upstream} if exc.upstream else {}
+    return json.dumps({"errors": [{"code": code, "message": exc.message, "detail": detail}]}).encode()
+
+
+def children(manifest: bytes) -> list[str]:
+    """Digests of the manifests an index or manifest list points to."""
+    try:
+        doc = json.loads(manifest)
+        return [m["digest"] for m in doc.get("manifests", []) if DIGEST.match(m.get("digest", ""))]
+    except (ValueError, AttributeError, TypeError):
+        return []
+
+
+def accepts(accept: str | None, media_type: str) -> bool:
+    """Whether a client's Accept admits ``media_type``. No Accept header admits anything, and
+    a single-platform manifest is never refused: clients that omit it still handle it."""
+    if not accept or media_type not in INDEXES:
+        return True
+    types = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    return media_type in types or "*/*" in types
