@@ -101,34 +101,6 @@ class BackendSpec:
     settings: Any  # the backend's own frozen dataclass; it has a ``prefix`` too
 
 
-@dataclass(frozen=True)
-class Config:
-    backends: tuple[BackendSpec, ...]
-    http_host: str = "0.0.0.0"
-    http_port: int = 8080
-    cache_dir: Path = Path("./vault-cache")
-    log_level: str = "INFO"
-    log_format: str = "text"
-    threads: int = 32
-    offline: bool = False
-    cache: CacheSettings = field(default_factory=CacheSettings)
-
-
-@dataclass(frozen=True)
-class _RawConfig:
-    """The top level as written; ``backends`` is checked per type afterwards."""
-
-    backends: tuple[Mapping[str, Any], ...] = ()
-    http_host: str = "0.0.0.0"
-    http_port: int = 8080
-    cache_dir: Path = Path("./vault-cache")
-    log_level: str = "INFO"
-    log_format: str = "text"
-    threads: int = 32
-    offline: bool = False
-    cache: CacheSettings = field(default_factory=CacheSettings)
-
-
 def build(cls: type, data: Any, key: str) -> Any:
     """Build dataclass ``cls`` from a mapping, checking each value against its type hint."""
     if not isinstance(data, Mapping):
@@ -210,7 +182,7 @@ def normalize_prefix(prefix: str, key: str) -> str:
     return prefix
 
 
-def _backend(raw: Mapping[str, Any], key: str) -> BackendSpec:
+def _backend(raw: Any, key: str) -> BackendSpec:
     from .backends import SETTINGS  # late: backends import the helpers above
 
     if not isinstance(raw, Mapping) or set(raw) - {"type", "config"} or "type" not in raw:
@@ -227,29 +199,59 @@ def _backend(raw: Mapping[str, Any], key: str) -> BackendSpec:
     return BackendSpec(type=kind, prefix=prefix, settings=dataclasses.replace(settings, prefix=prefix))
 
 
-def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
-    """Validate a loaded YAML document into a ``Config``; raise ``ConfigError`` on the first fault."""
-    data = expand_env(data if data is not None else {}, "config", os.environ if env is None else env)
-    raw = build(_RawConfig, data, "config")
-    if raw.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"config.log_level: {raw.log_level!r}; use DEBUG, INFO, WARNING or ERROR")
-    if raw.log_format not in ("text", "json"):
-        raise ConfigError(f"config.log_format: {raw.log_format!r}; use text or json")
-    if not 0 <= raw.http_port <= 65535:
-        raise ConfigError(f"config.http_port: {raw.http_port} is not a TCP port; use 1-65535")
-    if raw.threads < 1:
-        raise ConfigError("config.threads: must be at least 1")
-    if not raw.backends:
-        raise ConfigError("config.backends: no backends configured; add at least one")
-    backends = tuple(_backend(b, f"config.backends[{i}]") for i, b in enumerate(raw.backends))
+def _parse_backends(value: Any, key: str) -> tuple[BackendSpec, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{key}: no backends configured; add a list with at least one")
+    backends = tuple(_backend(b, f"{key}[{i}]") for i, b in enumerate(value))
     for i, a in enumerate(backends):
         for j, b in enumerate(backends[:i]):
             if a.prefix.startswith(b.prefix) or b.prefix.startswith(a.prefix):
-                raise ConfigError(f"config.backends[{i}].config.prefix: {a.prefix!r} overlaps "
+                raise ConfigError(f"{key}[{i}].config.prefix: {a.prefix!r} overlaps "
                                   f"backends[{j}] ({b.prefix!r}); give each backend its own prefix")
-    fields = {f.name: getattr(raw, f.name) for f in dataclasses.fields(_RawConfig)}
-    fields.update(backends=backends, log_level=raw.log_level.upper())
-    return Config(**fields)
+    return backends
+
+
+def _one_of(*choices: str) -> Any:
+    def parse(value: Any, key: str) -> str:
+        if not isinstance(value, str) or value.upper() not in (c.upper() for c in choices):
+            raise ConfigError(f"{key}: {value!r}; use one of: {', '.join(choices)}")
+        return next(c for c in choices if c.upper() == value.upper())
+    return parse
+
+
+def _port(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ConfigError(f"{key}: {value!r} is not a TCP port; use 1-65535")
+    return value
+
+
+def _positive(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key}: must be a whole number of at least 1")
+    return value
+
+
+Backends = Annotated[tuple[BackendSpec, ...], _parse_backends]
+
+
+@dataclass(frozen=True)
+class Config:
+    backends: Backends
+    http_host: str = "0.0.0.0"
+    http_port: Annotated[int, _port] = 8080
+    cache_dir: Path = Path("./vault-cache")
+    log_level: Annotated[str, _one_of("DEBUG", "INFO", "WARNING", "ERROR")] = "INFO"
+    log_format: Annotated[str, _one_of("text", "json")] = "text"
+    threads: Annotated[int, _positive] = 32
+    offline: bool = False
+    cache: CacheSettings = field(default_factory=CacheSettings)
+
+
+
+def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
+    """Validate a loaded YAML document into a ``Config``; raise ``ConfigError`` on the first fault."""
+    data = expand_env(data if data is not None else {}, "config", os.environ if env is None else env)
+    return build(Config, data, "config")
 
 
 def check_cache_dir(path: Path) -> None:

@@ -66,7 +66,9 @@ def test_an_unknown_backend_key_names_its_backend():
 
 
 def test_a_wrong_type_names_the_key():
-    assert error_of(minimal(http_port="eighty")).startswith("config.http_port: expected a whole number")
+    assert error_of(minimal(http_port="eighty")) == ("config.http_port: 'eighty' is not a TCP port; "
+                                                     "use 1-65535")
+    assert error_of(minimal(offline="yes")) == "config.offline: expected true or false, got 'yes'"
 
 
 def test_a_bad_duration_says_how_to_write_one():
@@ -124,6 +126,12 @@ def test_a_missing_env_var_names_the_key_and_the_variable():
 
 def test_no_backends_is_an_error():
     assert "no backends configured" in error_of({"backends": []})
+    assert error_of({}) == "config.backends: required key is missing; add it"
+
+
+def test_log_level_is_checked_and_case_insensitive():
+    assert parse_config(minimal(log_level="debug")).log_level == "DEBUG"
+    assert "use one of: DEBUG, INFO" in error_of(minimal(log_level="verbose"))
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -132,11 +140,12 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_bad_config_exits_nonzero_with_one_line_and_no_traceback(tmp_path):
-    (tmp_path / "c.yml").write_text("http_port: 8080\nbackends: []\nthreads: 0\n")
+    (tmp_path / "c.yml").write_text("threads: 0\nbackends:\n  - type: http\n    config: "
+                                    "{prefix: /x/, base_url: 'http://127.0.0.1:9'}\n")
     result = run_cli("--config", "c.yml", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "artifact-vault: config error: config.threads: must be at least 1"]
+        "artifact-vault: config error: config.threads: must be a whole number of at least 1"]
 
 
 def test_invalid_yaml_names_the_line(tmp_path):

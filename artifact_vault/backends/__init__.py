@@ -6,25 +6,13 @@ way to fetch, and lets the cache engine do everything else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
-from ..cache import Cache
 from ..exchange import Reply, Request
-from ..metrics import Metrics
+from .base import Context
 from .http import HttpBackend
 from .pypi import PypiBackend
 from .registry import DockerHubBackend, RegistryBackend
-
-
-@dataclass(frozen=True)
-class Context:
-    """What every backend is built with, passed explicitly (there are no globals)."""
-
-    cache: Cache
-    metrics: Metrics
-    offline: bool  # the global switch; a backend's own ``offline`` can only add to it
-    pool_size: int  # upstream connections to keep per backend
 
 
 class Backend(Protocol):
@@ -52,6 +40,8 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
+
+__all__ = ["BACKENDS", "SETTINGS", "Backend", "Context"]
 
 BACKENDS = {"http": HttpBackend, "pypi": PypiBackend, "registry-v2": RegistryBackend,
             "dockerhub": DockerHubBackend}

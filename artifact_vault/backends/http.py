@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from ..cache import Policy
@@ -13,9 +12,7 @@ from ..config import BackendSpec, Duration
 from ..errors import MethodNotAllowed
 from ..exchange import Reply, Request
 from ..upstream import Upstream, UpstreamResponse, UpstreamSettings
-
-if TYPE_CHECKING:
-    from . import Context
+from .base import BackendBase, Context
 
 # RFC 3986 pchar minus '%': a literal '%' in a decoded path (Debian's "%3a" epochs) must be
 # re-encoded, or the upstream would decode it a second time.
@@ -28,17 +25,12 @@ class HttpSettings(UpstreamSettings):
     immutable: tuple[str, ...] = ()  # glob patterns of files that never change
 
 
-class HttpBackend:
+class HttpBackend(BackendBase):
     Settings = HttpSettings
 
     def __init__(self, spec: BackendSpec, ctx: Context) -> None:
-        settings: HttpSettings = spec.settings
-        self.name = spec.prefix.strip("/")
-        self.prefix = spec.prefix
-        self._settings = settings
-        self._cache = ctx.cache
-        self._offline = ctx.offline or settings.offline
-        self._upstream = Upstream(self.name, settings, ctx.metrics, pool_size=ctx.pool_size)
+        super().__init__(spec, ctx)
+        self._upstream = Upstream(self.name, spec.settings, ctx.metrics, pool_size=ctx.pool_size)
 
     def close(self) -> None:
         self._upstream.close()

@@ -20,7 +20,6 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote, urlsplit
 
 from ...cache import Answer, Policy, Served
@@ -29,11 +28,9 @@ from ...errors import (ConfigError, MethodNotAllowed, NotFound, OfflineMiss, Ups
                        UpstreamNotFound)
 from ...exchange import Reply, Request
 from ...upstream import HttpUrl, Upstream, UpstreamSettings
+from ..base import BackendBase, Context
 from . import render
 from .model import File, Project, normalize, parse_page
-
-if TYPE_CHECKING:
-    from .. import Context
 
 # Vault's own Accept upstream: JSON preferred, never the client's header (PEP 691).
 UPSTREAM_ACCEPT = f"{render.JSON}, {render.HTML};q=0.2, text/html;q=0.01"
@@ -73,16 +70,12 @@ class PypiSettings:
         return self.upstreams or (PypiIndex(url=self.base_url or ""),)
 
 
-class PypiBackend:
+class PypiBackend(BackendBase):
     Settings = PypiSettings
 
     def __init__(self, spec: BackendSpec, ctx: Context) -> None:
+        super().__init__(spec, ctx)
         settings: PypiSettings = spec.settings
-        self.name = spec.prefix.strip("/")
-        self.prefix = spec.prefix
-        self._settings = settings
-        self._cache = ctx.cache
-        self._offline = ctx.offline or settings.offline
         self._upstreams = [
             Upstream(self.name, UpstreamSettings(
                 prefix=spec.prefix, base_url=index.url, headers=index.headers,

@@ -18,7 +18,6 @@ import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from ...cache import Answer, Policy
@@ -26,11 +25,9 @@ from ...config import BackendSpec, Duration, Size
 from ...errors import BadRequest, MethodNotAllowed, NotFound, UpstreamError, VaultError
 from ...exchange import Reply, Request
 from ...upstream import HttpUrl, Upstream, UpstreamResponse, UpstreamSettings
+from ..base import BackendBase, Context
 from . import oci
 from .auth import TokenAuth
-
-if TYPE_CHECKING:
-    from .. import Context
 
 log = logging.getLogger(__name__)
 _MANIFEST = re.compile(r"^(?P<name>.+)/manifests/(?P<ref>[^/]+)$")
@@ -53,19 +50,15 @@ class DockerHubSettings(RegistrySettings):
     registry_hosts: tuple[str, ...] = ("docker.io", "index.docker.io")
 
 
-class RegistryBackend:
+class RegistryBackend(BackendBase):
     Settings = RegistrySettings
 
     def __init__(self, spec: BackendSpec, ctx: Context) -> None:
+        super().__init__(spec, ctx)
         settings: RegistrySettings = spec.settings
-        self.name = spec.prefix.strip("/")
-        self.prefix = spec.prefix
         self.default = settings.default
         host = urlsplit(settings.base_url).netloc.lower()
         self.registry_hosts = (host, *(h.lower() for h in settings.registry_hosts))
-        self._settings = settings
-        self._cache = ctx.cache
-        self._offline = ctx.offline or settings.offline
         self._upstream = Upstream(self.name, settings, ctx.metrics, pool_size=ctx.pool_size)
         credentials = ((settings.username, settings.password or "")
                        if settings.username is not None else None)
