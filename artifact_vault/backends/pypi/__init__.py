@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from ...cache import Answer, Policy, Served
+from ...cache import Answer, Fetched, Policy, Served
 from ...config import BackendSpec, Duration, SecretStr, Timeout, TimeoutSpec
 from ...errors import (ConfigError, MethodNotAllowed, NotFound, OfflineMiss, UpstreamError,
                        UpstreamNotFound)
@@ -36,7 +38,7 @@ from .model import File, Project, normalize, parse_page
 UPSTREAM_ACCEPT = f"{render.JSON}, {render.HTML};q=0.2, text/html;q=0.01"
 _NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
 _ID = re.compile(r"^([0-9a-f]{64}|url-[0-9a-f]{40})$")
-_RENDERED_BUDGET = 64 * 1024 * 1024
+_MEMO_BUDGET = 64 * 1024 * 1024
 FILE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 
@@ -84,8 +86,9 @@ class PypiBackend(BackendBase):
                 ca_bundle=settings.ca_bundle), ctx.metrics,
                 pool_size=ctx.pool_size)
             for index in settings.indexes()]
-        self._rendered: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
-        self._rendered_bytes = 0
+        # Parsed pages and rendered bodies, keyed by the stored page's digest: a hot page is
+        # parsed and rendered once per upstream change, not once per request.
+        self._memo = Memo(_MEMO_BUDGET)
 
     def close(self) -> None:
         for upstream in self._upstreams:
@@ -130,9 +133,14 @@ class PypiBackend(BackendBase):
             except OfflineMiss as exc:
                 offline_miss = exc
                 continue
-            body = b"".join(served.open())
-            content_type = served.headers.get("content-type", "text/html")
-            return parse_page(body, content_type, url, name), served, i
+            memo_key = ("parsed", url, served.digest or "")
+            project = self._memo.get(memo_key)
+            if project is None:
+                body = b"".join(served.open())
+                content_type = served.headers.get("content-type", "text/html")
+                project = parse_page(body, content_type, url, name)
+                self._memo.put(memo_key, project, len(body))
+            return project, served, i
         if offline_miss is not None:
             raise OfflineMiss(f"offline mode is on and the page of {name} is not cached")
         raise NotFound(f"project {name} is not on any upstream index of {self.name}")
@@ -144,9 +152,9 @@ class PypiBackend(BackendBase):
             fmt = render.TEXT_HTML
         project, served, _ = self._project(name)
         extractable = self._extractable(name, project)
-        etag_source = served.headers.get("etag", "")
-        memo_key = (name, etag_source, fmt, *sorted(extractable))
-        body = self._rendered.get(memo_key) if etag_source else None
+        # The stored page's digest names its content: the rendering is reused until it changes.
+        memo_key = ("rendered", name, served.digest or "", fmt, *sorted(extractable))
+        body = self._memo.get(memo_key)
         if body is None:
             def link(f: File) -> tuple[str, bool | dict[str, str] | None]:
                 file_id = _file_id(f)
@@ -155,22 +163,14 @@ class PypiBackend(BackendBase):
                 return url, metadata
             renderer = render.project_json if fmt == render.JSON else render.project_html
             body = renderer(project, link)
-            if etag_source:
-                self._remember(memo_key, body)
-        etag = '"%s"' % hashlib.sha256(repr(memo_key).encode() + body[:0]).hexdigest()[:32]
+            self._memo.put(memo_key, body, len(body))
+        etag = '"%s"' % hashlib.sha256(repr(memo_key).encode()).hexdigest()[:32]
         headers = {"Content-Type": fmt if fmt != render.TEXT_HTML else "text/html; charset=utf-8",
                    "Vary": "Accept", "ETag": etag, "Content-Length": str(len(body)),
                    "Cache-Control": f"max-age={int(self._settings.index_ttl)}, public"}
         if served.fetched_at:
             headers["Last-Modified"] = formatdate(served.fetched_at, usegmt=True)
         return Reply(status=200, headers=headers, body=[body], cache_status=served.cache_status)
-
-    def _remember(self, key: tuple[str, ...], body: bytes) -> None:
-        self._rendered[key] = body
-        self._rendered_bytes += len(body)
-        while self._rendered_bytes > _RENDERED_BUDGET and self._rendered:
-            _, old = self._rendered.popitem(last=False)
-            self._rendered_bytes -= len(old)
 
     def _extractable(self, name: str, project: Project) -> set[str]:
         """Ids of cached wheels whose metadata upstream lacks: Vault can serve it from the wheel."""
@@ -222,43 +222,45 @@ class PypiBackend(BackendBase):
         return f, self._upstreams[i]
 
     def _file(self, project: str, file_id: str, filename: str) -> Reply:
-        key = self._file_key(project, file_id, filename)
-        policy = Policy(ttl=None, offline=self._offline)
-        if not self._cache.cached(key) and not self._offline:
-            f, upstream = self._listed(project, file_id, filename)
-            policy = Policy(ttl=None, digest=f.sha256, size=f.size)
+        # The id is the index's sha256 (when it gave one): verification needs no page lookup,
+        # and a cached file is served without one.
+        digest = file_id if not file_id.startswith("url-") else None
 
-            def fetch(_: Mapping[str, str]) -> object:
-                return upstream.get(f.url, also_allow=urlsplit(f.url).netloc)
-        else:
-            def fetch(_: Mapping[str, str]) -> object:
-                f, upstream = self._listed(project, file_id, filename)
-                return upstream.get(f.url, also_allow=urlsplit(f.url).netloc)
-        served = self._cache.get(self.name, key, policy, fetch)  # type: ignore[arg-type]
+        def fetch(_: Mapping[str, str]) -> Fetched:
+            f, upstream = self._listed(project, file_id, filename)
+            return upstream.get(f.url, also_allow=urlsplit(f.url).netloc)
+
+        served = self._cache.get(self.name, self._file_key(project, file_id, filename),
+                                 Policy(ttl=None, offline=self._offline, digest=digest), fetch)
         return _file_reply(served, filename)
 
     def _metadata(self, project: str, file_id: str, filename: str) -> Reply:
         key = f"{self.name} metadata {project}/{file_id}/{filename}"
         wheel_key = self._file_key(project, file_id, filename)
         policy = Policy(ttl=None, offline=self._offline)
+
+        def fetch(_: Mapping[str, str]) -> Fetched:
+            raise AssertionError("only called on a miss, which is planned below")
+
         if not self._cache.cached(key):
             if self._cache.cached(wheel_key) and filename.endswith(".whl"):
                 # Vault can answer from the cached wheel, online or not: no upstream involved.
                 policy = Policy(ttl=None)
-                fetch = lambda _: self._extract(wheel_key, filename)  # noqa: E731
-            elif not self._offline:
+
+                def fetch(_: Mapping[str, str]) -> Fetched:
+                    return self._extract(wheel_key, filename)
+            elif self._offline:
+                raise OfflineMiss(f"offline mode is on and the metadata of {filename} is not cached")
+            else:
                 f, upstream = self._listed(project, file_id, filename)
                 if not f.core_metadata:
                     raise NotFound(f"no metadata for {filename} until the file is cached; "
                                    "download the file itself")
-                digest = f.core_metadata.get("sha256") if isinstance(f.core_metadata, dict) else None
-                policy = Policy(ttl=None, digest=digest)
-                fetch = lambda _: upstream.get(  # noqa: E731
-                    f.url + ".metadata", also_allow=urlsplit(f.url).netloc)
-            else:
-                raise OfflineMiss(f"offline mode is on and the metadata of {filename} is not cached")
-        else:
-            fetch = lambda _: (_ for _ in ()).throw(AssertionError("cached"))  # noqa: E731
+                sha = f.core_metadata.get("sha256") if isinstance(f.core_metadata, dict) else None
+                policy = Policy(ttl=None, digest=sha)
+
+                def fetch(_: Mapping[str, str]) -> Fetched:
+                    return upstream.get(f.url + ".metadata", also_allow=urlsplit(f.url).netloc)
         served = self._cache.get(self.name, key, policy, fetch)
         return _file_reply(served, filename + ".metadata")
 
@@ -274,6 +276,33 @@ class PypiBackend(BackendBase):
             with wheel.open(names[0]) as member:
                 body = member.read(16 * 1024 * 1024)
         return Answer(body=body, content_type="text/plain; charset=utf-8")
+
+
+class Memo:
+    """A thread-safe LRU map bounded by the total size its callers declare."""
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._items: OrderedDict[tuple[str, ...], tuple[object, int]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...]) -> Any:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: tuple[str, ...], value: object, size: int) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._size += size - (old[1] if old else 0)
+            self._items[key] = (value, size)
+            while self._size > self._budget and len(self._items) > 1:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._size -= dropped
 
 
 def _file_id(f: File) -> str:

@@ -38,7 +38,7 @@ def choose(accept: str | None, format_param: str | None) -> str | None:
     if not accept:
         return TEXT_HTML
     best, best_q = None, 0.0
-    for i, part in enumerate(accept.split(",")):
+    for part in accept.split(","):
         media, _, params = part.strip().partition(";")
         media = media.strip().lower()
         q = 1.0
@@ -53,7 +53,6 @@ def choose(accept: str | None, format_param: str | None) -> str | None:
         # Earlier entries win ties, and a wildcard never beats an explicit type of equal q.
         if offer and q > best_q:
             best, best_q = offer, q
-        del i
     return best
 
 
