@@ -22,8 +22,10 @@ Needs the Debian packages ``docker-registry`` and ``skopeo``, the ``openssl`` CL
 
 from __future__ import annotations
 
+import atexit
 import base64
 import collections
+import functools
 import gzip
 import hashlib
 import http.client
@@ -80,7 +82,8 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authenticat
 def require_tools(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
-        raise RuntimeError(f"missing tools {missing}: apt-get install docker-registry skopeo openssl")
+        raise RuntimeError(f"missing tools {missing}: "
+                           "apt-get install docker-registry skopeo openssl")
 
 
 def sha256_digest(data: bytes) -> str:
@@ -144,10 +147,7 @@ class CountingProxy:
                     with proxy._lock:
                         proxy._conns.discard(self.connection)
 
-            def handle_expect_100(self) -> bool:
-                # Answer 100 Continue ourselves; the Expect header is not forwarded.
-                return super().handle_expect_100()
-
+        # (Expect: 100-continue is answered by BaseHTTPRequestHandler, and not forwarded.)
         def do(self: BaseHTTPRequestHandler) -> None:
             proxy._forward(self)
 
@@ -157,8 +157,8 @@ class CountingProxy:
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True,
-                                        name=f"registry-proxy-{self.port}")
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                        daemon=True, name=f"registry-proxy-{self.port}")
         self._thread.start()
 
     def stop(self) -> None:
@@ -259,13 +259,23 @@ class CountingProxy:
                 h.wfile.write(data)
         if chunked_out:
             h.wfile.write(b"0\r\n\r\n")
-        h.wfile.flush()
-        if has_length and not resp.isclosed() and resp.length:
-            h.close_connection = True  # backend ended early: do not reuse the connection
+        h.wfile.flush()  # a backend that ends early raises IncompleteRead: connection closed
 
 
 # ---------------------------------------------------------------------------------------
 # The token server
+
+
+@functools.lru_cache(maxsize=None)
+def _key_and_cert(subject: str) -> tuple[bytes, bytes]:
+    """An RSA key and its self-signed cert (PEM), made once per process: keygen is slow."""
+    with tempfile.TemporaryDirectory(prefix="token-key-") as tmp:
+        key, cert = Path(tmp) / "key.pem", Path(tmp) / "cert.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
+                        "-days", "3650", "-subj", f"/CN={subject}",
+                        "-keyout", str(key), "-out", str(cert)],
+                       check=True, capture_output=True, timeout=60)
+        return key.read_bytes(), cert.read_bytes()
 
 
 @dataclass
@@ -296,10 +306,9 @@ class TokenServer:
         self.users = dict(users) if users is not None else {USER: PASSWORD}
         self.key_path = self.workdir / "token-key.pem"
         self.cert_path = self.workdir / "token-cert.pem"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
-                        "-days", "3650", "-subj", f"/CN={issuer}",
-                        "-keyout", str(self.key_path), "-out", str(self.cert_path)],
-                       check=True, capture_output=True, timeout=60)
+        key, cert = _key_and_cert(issuer)
+        self.key_path.write_bytes(key)
+        self.cert_path.write_bytes(cert)
         pem = self.cert_path.read_text()
         der_b64 = "".join(line for line in pem.splitlines() if line and "-----" not in line)
         self.x5c = [der_b64]  # standard base64 of the DER certificate
@@ -324,7 +333,7 @@ class TokenServer:
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.realm = f"{self.url}/token"
-        threading.Thread(target=self.server.serve_forever, daemon=True,
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True,
                          name=f"token-server-{self.port}").start()
 
     def stop(self) -> None:
@@ -340,7 +349,8 @@ class TokenServer:
                              timeout=30).stdout
         return signing_input + "." + _b64url(sig)
 
-    def issue(self, service: str, access: list[dict[str, Any]], subject: str = "") -> dict[str, Any]:
+    def issue(self, service: str, access: list[dict[str, Any]],
+              subject: str = "") -> dict[str, Any]:
         """A token response body for these grants (also usable directly by tests)."""
         now = int(time.time())
         claims = {"iss": self.issuer, "sub": subject, "aud": service, "exp": now + self.expires_in,
@@ -409,6 +419,15 @@ class TokenServer:
 
 # ---------------------------------------------------------------------------------------
 # The registry
+
+_LIVE: set[subprocess.Popen[bytes]] = set()  # registries to kill if the interpreter exits
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for proc in list(_LIVE):
+        if proc.poll() is None:
+            proc.kill()
 
 
 class Registry:
@@ -566,6 +585,7 @@ class Registry:
                 self.backend_port = free_port()
             self._write_config()
             proc = self._spawn()
+            _LIVE.add(proc)
             if self._wait_ready(proc):
                 self.proc = proc
                 break
@@ -578,16 +598,20 @@ class Registry:
             self.proxy = CountingProxy(self.backend_port, 0, self.log)
         self.port = self.proxy.port
 
-    def stop(self, kill: bool = False) -> None:
-        """Take the registry down (proxy included: connections are refused, not 502)."""
+    def stop(self, graceful: bool = False) -> None:
+        """Take the registry down (proxy included: connections are refused, not 502).
+
+        Default SIGKILL (instant); graceful=True sends SIGTERM, which distribution 2.8 takes
+        about 0.5 s to act on.
+        """
         if self.proxy is not None:
             self.proxy.stop()
             self.proxy = None
         if self.proc is not None:
-            if kill:
-                self._kill(self.proc)
-            else:
+            if graceful:
                 self._terminate(self.proc)
+            else:
+                self._kill(self.proc)
             self.proc = None
 
     def restart(self) -> None:
@@ -608,12 +632,14 @@ class Registry:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 Registry._kill(proc)
+        _LIVE.discard(proc)
 
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
+        _LIVE.discard(proc)
 
     def log_tail(self, n: int = 4000) -> str:
         try:
@@ -738,7 +764,8 @@ def _tag(layout: Path, name: str, descriptor: dict[str, Any]) -> None:
     (layout / "index.json").write_bytes(_json(index))
 
 
-def _write_image(layout: Path, layers: list[Layer], arch: str, fmt: str, os_: str = "linux") -> Image:
+def _write_image(layout: Path, layers: list[Layer], arch: str, fmt: str,
+                 os_: str = "linux") -> Image:
     if fmt not in ("oci", "docker"):
         raise ValueError(f"fmt must be 'oci' or 'docker', not {fmt!r}")
     oci = fmt == "oci"
@@ -878,15 +905,46 @@ def _blobs_of(manifest: bytes) -> list[str]:
     return [doc["config"]["digest"], *(layer["digest"] for layer in doc.get("layers", []))]
 
 
+def _source_ref(layout: Path, tag: str, tmp: Path) -> str:
+    """oci:LAYOUT:TAG, or for a Docker-typed manifest (which skopeo's oci: transport skips)
+    a dir: copy of it, which keeps the manifest and so its digest byte for byte."""
+    index = json.loads((layout / "index.json").read_text())
+    desc = next((m for m in index["manifests"]
+                 if m.get("annotations", {}).get(REF_NAME) == tag), None)
+    if desc is None or desc["mediaType"] not in (DOCKER_MANIFEST, DOCKER_LIST):
+        return f"oci:{layout}:{tag}"
+    blobs = layout / "blobs" / "sha256"
+
+    def read(digest: str) -> bytes:
+        return (blobs / digest.split(":", 1)[1]).read_bytes()
+
+    def copy_blobs(manifest: bytes) -> None:
+        for digest in _blobs_of(manifest):
+            shutil.copyfile(blobs / digest.split(":", 1)[1], tmp / digest.split(":", 1)[1])
+
+    top = read(desc["digest"])
+    (tmp / "version").write_text("Directory Transport Version: 1.1\n")
+    (tmp / "manifest.json").write_bytes(top)
+    if desc["mediaType"] == DOCKER_LIST:
+        for child in json.loads(top)["manifests"]:
+            data = read(child["digest"])
+            (tmp / (child["digest"].split(":", 1)[1] + ".manifest.json")).write_bytes(data)
+            copy_blobs(data)
+    else:
+        copy_blobs(top)
+    return f"dir:{tmp}"
+
+
 def push(source: Path | str | Image | ImageIndex, ref: str, registry: Registry,
          creds: str | None = None, fmt: str = "oci", all: bool = False,  # noqa: A002
-         src_tag: str | None = None) -> Pushed:
+         src_tag: str | None = None, through_proxy: bool = False) -> Pushed:
     """Push oci:LAYOUT:TAG to the registry itself (not the proxy) as NAME:TAG; fail loudly.
 
     source: a layout dir (its ref name is ``src_tag``, default ref's tag) or an Image /
     ImageIndex from build_*. creds: default the registry's (vault:s3cret when it has auth).
     fmt: "oci" keeps the manifest as written, "v2s2" converts it (other digest). all:
-    copy every image of an index (else only this machine's platform).
+    copy every image of an index (else only this machine's platform). through_proxy: push
+    via the counting proxy (the pushes then show in ``registry.requests``).
     """
     if isinstance(source, (Image, ImageIndex)):
         layout, src_tag = source.layout, src_tag or source.name
@@ -907,8 +965,11 @@ def push(source: Path | str | Image | ImageIndex, ref: str, registry: Registry,
         raise ValueError(f"fmt must be 'oci' or 'v2s2', not {fmt!r}")
     if creds:
         args += ["--dest-creds", creds]
-    dest = f"{registry.backend_host}/{name}:{tag}"
-    result = run_skopeo([*args, f"oci:{layout}:{src_tag}", f"docker://{dest}"], timeout=300)
+    host = registry.host if through_proxy else registry.backend_host
+    dest = f"{host}/{name}:{tag}"
+    with tempfile.TemporaryDirectory(prefix="push-src-") as tmp:
+        result = run_skopeo([*args, _source_ref(layout, src_tag, Path(tmp)), f"docker://{dest}"],
+                            timeout=300)
     if result.returncode != 0:
         raise RuntimeError(f"skopeo push to {dest} failed:\n{result.stderr}\n"
                            f"registry log:\n{registry.log_tail()}")
@@ -920,8 +981,7 @@ def push(source: Path | str | Image | ImageIndex, ref: str, registry: Registry,
         blobs: list[str] = []
         if all:
             for desc in json.loads(manifest)["manifests"]:
-                child = skopeo_inspect_raw(f"{registry.backend_host}/{name}@{desc['digest']}",
-                                           *extra)
+                child = skopeo_inspect_raw(f"{host}/{name}@{desc['digest']}", *extra)
                 children[desc["digest"]] = child
                 blobs += [d for d in _blobs_of(child) if d not in blobs]
     else:
