@@ -46,17 +46,13 @@ def load(path: Path | None, **overrides: object) -> Config:
 
 
 def serve(config: Config) -> None:
-    import waitress
-
     from .app import build_app
     from .logs import setup_logging
+    from .server import create_server
 
     setup_logging(config.log_level, config.log_format)
     app = build_app(config)
-    server = waitress.create_server(
-        app, host=config.http_host, port=config.http_port, threads=config.threads,
-        ident="artifact-vault", channel_timeout=300, connection_limit=1000,
-        asyncore_use_poll=True, outbuf_overflow=8 * 1024 * 1024)
+    server = create_server(app, config.http_host, config.http_port, config.threads)
     signal.signal(signal.SIGTERM, lambda *_: server.close())
     log.info("artifact-vault %s listening on http://%s:%s/ (cache %s, backends %s)",
              __version__, config.http_host, server.effective_port, config.cache_dir,

@@ -11,14 +11,17 @@ downloads have finished), then measures cache-hit index pages per second with wr
     uv    uv venv (untimed), then uv pip install --no-cache -p VENV/bin/python -r REQS
               --index-url URL          (UV_NO_CONFIG=1, UV_CACHE_DIR in the temp dir)
     wrk   wrk -c16 -t2 -d10s on the warm project page of numpy, with a PEP 691 JSON Accept
-          header and with none (HTML)
+          header and with Accept: text/html (proxpi answers 406 to a request with no Accept);
+          also the median of 5 sequential GETs of that page ("1 GET ms")
 
 Targets:
     vault   .venv/bin/python main.py --config CFG (one pypi backend at /pypi/, upstream
             https://pypi.org/simple/, default threads), port 0, parsed from its log
     proxpi  gunicorn --preload --threads 32 proxpi.server:app (its Docker image runs gunicorn;
             its README says threads, not processes); index at /index/
-    devpi   devpi-init, then devpi-server (defaults: 50 threads); index at /root/pypi/+simple/
+    devpi   devpi-init, then devpi-server --request-timeout 60 (else defaults: 50 threads);
+            index at /root/pypi/+simple/. Its default upstream timeout of 5 s made it answer
+            "project does not exist" to uv's 29 concurrent cold page requests
     direct  https://pypi.org/simple/ itself (cold only: without a cache warm is the same)
 
 proxpi and devpi-server (and gunicorn, py-spy) are installed from PyPI into a venv of their
@@ -30,7 +33,11 @@ time limit; the temp dir is removed unless --keep.
 
     .venv/bin/python bench/pypi_compare.py                 # everything (~15-30 min)
     .venv/bin/python bench/pypi_compare.py --targets vault,direct --clients uv --warm-rounds 3
-    .venv/bin/python bench/pypi_compare.py --py-spy --out /tmp/pypi-compare   # keep profiles
+    .venv/bin/python bench/pypi_compare.py --py-spy --out /tmp/pypi-compare   # + profiles
+
+--py-spy adds an untimed pass at the end: a fresh Vault, each client cold and warm and the wrk
+JSON load, each under `py-spy record` (it slows Vault down a lot, so the timed runs are never
+profiled); it prints the functions with the most samples.
 
 Ratios printed at the end (targets in brackets): warm Vault / best of proxpi and devpi [<= 1.0],
 cold Vault / direct [<= 1.10], Vault wrk req/s / best other [>= 2.0]. Vault's upstream
@@ -54,7 +61,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,7 +321,7 @@ class Devpi(Server):
                        preexec_fn=_pdeathsig)
         self.port = free_port()
         self._spawn([str(self.bench_bin / "devpi-server"), "--serverdir", str(self.cache_dir()),
-                     "--host", HOST, "--port", str(self.port)], env)
+                     "--host", HOST, "--port", str(self.port), "--request-timeout", "60"], env)
         self._wait_http("/+api", 90)
 
 
@@ -412,6 +419,7 @@ class WrkResult:
     rps: float | None = None
     latency: str = ""
     errors: str = ""
+    single_ms: float | None = None
     content_type: str = ""
     body_bytes: int = 0
     note: str = ""
@@ -436,15 +444,20 @@ def _wrk(url: str, header: str | None, seconds: int) -> tuple[float | None, str,
 
 
 def wrk_page(server: Server, accept: str | None, seconds: int,
-             profile_to: Path | None, bench_bin: Path | None) -> WrkResult:
+             profile_to: Path | None = None, bench_bin: Path | None = None) -> WrkResult:
     path = server.page_path(PAGE_PROJECT)
     headers = {"Accept": accept} if accept else {}
     for _ in range(2):  # make sure the page is cached (and rendered) before measuring
         status, hdrs, body = local_get(server.port, path, headers)
     if status != 200:
         return WrkResult(note=f"GET {path} gave {status}")
+    singles = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        local_get(server.port, path, headers)
+        singles.append(time.perf_counter() - t0)
     result = WrkResult(content_type=hdrs.get("content-type", "").split(";")[0],
-                       body_bytes=len(body))
+                       body_bytes=len(body), single_ms=1000 * statistics.median(singles))
     spy = None
     if profile_to is not None and bench_bin is not None:
         spy = start_py_spy(bench_bin, server.pid, max(1, seconds - 2), profile_to)
@@ -559,7 +572,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
 
 def bench_target(name: str, clients: list[str], args: argparse.Namespace, work: Path,
                  bench_bin: Path | None, cells: dict[tuple[str, str], Cell],
-                 wrks: dict[tuple[str, str], WrkResult], profiles: dict[str, Path]) -> None:
+                 wrks: dict[tuple[str, str], WrkResult]) -> None:
     for ci, client in enumerate(clients):
         cell = cells.setdefault((name, client), Cell())
         for cold_round in range(args.cold_rounds):
@@ -576,20 +589,8 @@ def bench_target(name: str, clients: list[str], args: argparse.Namespace, work: 
                     for i in range(count):
                         off = vault.log_offset() if vault else 0
                         m0 = vault.metrics() if vault else {}
-                        spy = None
-                        if vault and args.py_spy and i == 0 and cold_round == 0:
-                            prof = work / f"profile-vault-{client}-{phase}.raw"
-                            spy = start_py_spy(bench_bin, vault.pid, 600, prof) \
-                                if bench_bin else None
-                            if spy:
-                                profiles[f"vault {client} {phase} run"] = prof
                         log(f"{name}: {client} {phase} run {i + 1}/{count}")
-                        try:
-                            run = run_client(client, server.index_url, work)
-                        finally:
-                            if spy is not None:
-                                spy.send_signal(signal.SIGINT)  # py-spy writes what it has
-                                finish_py_spy(spy)
+                        run = run_client(client, server.index_url, work)
                         run.settle = server.settle()
                         if vault:
                             run.access = vault.access_counts(off)
@@ -604,15 +605,10 @@ def bench_target(name: str, clients: list[str], args: argparse.Namespace, work: 
                         (cell.cold if phase == "cold" else cell.warm).append(run)
                 if name != "direct" and cold_round == 0 and ci == len(clients) - 1 \
                         and args.wrk_seconds > 0:
-                    for label, accept in (("json", JSON_ACCEPT), ("html", None)):
-                        prof = None
-                        if vault and args.py_spy and bench_bin:
-                            prof = work / f"profile-vault-wrk-{label}.raw"
-                            profiles[f"vault wrk {label}"] = prof
+                    for label, accept in (("json", JSON_ACCEPT), ("html", "text/html")):
                         log(f"{name}: wrk {label} on {server.page_path(PAGE_PROJECT)}")
                         try:
-                            wrks[(name, label)] = wrk_page(server, accept, args.wrk_seconds,
-                                                           prof, bench_bin)
+                            wrks[(name, label)] = wrk_page(server, accept, args.wrk_seconds)
                         except Exception as exc:  # noqa: BLE001 - report and go on
                             wrks[(name, label)] = WrkResult(note=f"{type(exc).__name__}: {exc}")
             except (BenchTimeout, KeyboardInterrupt, SystemExit):
@@ -628,9 +624,49 @@ def bench_target(name: str, clients: list[str], args: argparse.Namespace, work: 
                 shutil.rmtree(tdir, ignore_errors=True)
 
 
+def profile_pass(clients: list[str], args: argparse.Namespace, work: Path, bench_bin: Path,
+                 profiles: dict[str, tuple[Path, str]]) -> None:
+    """Untimed: a fresh Vault per client, cold and warm run and wrk JSON under py-spy."""
+    for client in clients:
+        tdir = work / f"profile-{client}"
+        tdir.mkdir()
+        vault = Vault(tdir, bench_bin)
+        try:
+            vault.start()
+            for phase in ("cold", "warm"):
+                prof = work / f"profile-vault-{client}-{phase}.raw"
+                spy = start_py_spy(bench_bin, vault.pid, 900, prof)
+                time.sleep(1)  # let py-spy attach
+                log(f"py-spy pass: vault {client} {phase}")
+                try:
+                    run = run_client(client, vault.index_url, work)
+                finally:
+                    if spy is not None:
+                        spy.send_signal(signal.SIGINT)  # py-spy writes what it has and stops
+                        finish_py_spy(spy)
+                vault.settle()
+                profiles[f"{client} {phase} run"] = (
+                    prof, f"took {fmt_s(run.seconds)} s under py-spy, {run.note}")
+            if client == clients[-1] and args.wrk_seconds > 0:
+                prof = work / "profile-vault-wrk-json.raw"
+                log("py-spy pass: vault wrk json")
+                w = wrk_page(vault, JSON_ACCEPT, args.wrk_seconds, prof, bench_bin)
+                profiles["wrk json"] = (prof, f"{w.rps} req/s under py-spy")
+        except (BenchTimeout, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            log(f"py-spy pass failed: {type(exc).__name__}: {exc}")
+        finally:
+            vault.stop()
+            if args.out:
+                with contextlib.suppress(OSError):
+                    shutil.copy(vault.log_path, Path(args.out) / f"{tdir.name}.log")
+            shutil.rmtree(tdir, ignore_errors=True)
+
+
 def report(args: argparse.Namespace, targets: list[str], clients: list[str],
            cells: dict[tuple[str, str], Cell], wrks: dict[tuple[str, str], WrkResult],
-           profiles: dict[str, Path]) -> None:
+           profiles: dict[str, tuple[Path, str]]) -> None:
     print(f"\nrequirements: {REQS.relative_to(ROOT)} ({expected_count()} pinned packages); "
           f"cold = fresh server on an empty cache ({args.cold_rounds} round(s), median), "
           f"warm = same server after its fills settled ({args.warm_rounds} round(s), min)\n")
@@ -647,7 +683,7 @@ def report(args: argparse.Namespace, targets: list[str], clients: list[str],
             rows.append([t, c, fmt_s(cold), "n/a" if t == "direct" else fmt_s(warm),
                          " ".join(fmt_s(r.seconds) for r in cell.cold),
                          " ".join(fmt_s(r.seconds) for r in cell.warm) or "-",
-                         ("FAIL: " + fails[0]) if fails else "; ".join(sorted(notes))])
+                         (("FAIL: " + fails[0]) if fails else "; ".join(sorted(notes)))[:110]])
     print_table(["target", "client", "cold s", "warm s", "cold runs", "warm runs", "result"], rows)
 
     vrows = []
@@ -672,14 +708,16 @@ def report(args: argparse.Namespace, targets: list[str], clients: list[str],
 
     if wrks:
         print(f"index page cache hits: wrk -c16 -t2 -d{args.wrk_seconds}s on the {PAGE_PROJECT} "
-              "project page (JSON: Accept: " + JSON_ACCEPT + "; HTML: no Accept header)")
+              "project page (JSON: Accept: " + JSON_ACCEPT + "; HTML: Accept: text/html)")
         wrows = []
         for (t, label), w in wrks.items():
             wrows.append([t, label, "-" if w.rps is None else f"{w.rps:.0f}", w.latency or "-",
+                          "-" if w.single_ms is None else f"{w.single_ms:.1f}",
                           w.content_type or "-", w.body_bytes or "-",
                           w.errors if w.errors not in ("", "connect0,read0,write0,timeout0")
                           else "-", w.note or ""])
-        print_table(["target", "page", "req/s", "avg lat", "content-type", "body B", "errors",
+        print_table(["target", "page", "req/s", "avg lat", "1 GET ms", "content-type", "body B",
+                     "errors",
                      "note"], wrows)
 
     print("ratios")
@@ -709,8 +747,8 @@ def report(args: argparse.Namespace, targets: list[str], clients: list[str],
                           "ok" if r >= 2.0 else "MISSED"])
     print_table(["ratio", "value", "target", ""], rrows)
 
-    for label, path in profiles.items():
-        print(f"py-spy profile of Vault during {label}:")
+    for label, (path, what) in profiles.items():
+        print(f"py-spy profile of Vault during the {label} ({what}; not a timing):")
         print(summarize_profile(path))
         print()
 
@@ -727,7 +765,7 @@ def main() -> int:
     ap.add_argument("--bench-venv", type=Path, default=None,
                     help="venv for proxpi/devpi-server/gunicorn/py-spy (default: in the temp dir)")
     ap.add_argument("--py-spy", action="store_true",
-                    help="profile Vault (py-spy record) during its first runs and wrk")
+                    help="add an untimed pass profiling Vault with py-spy record")
     ap.add_argument("--out", default=None, help="keep server logs and profiles in this dir")
     ap.add_argument("--keep", action="store_true", help="do not remove the temp dir")
     ap.add_argument("--time-limit", type=int, default=5400, help="seconds for the whole run")
@@ -746,7 +784,7 @@ def main() -> int:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     cells: dict[tuple[str, str], Cell] = {}
     wrks: dict[tuple[str, str], WrkResult] = {}
-    profiles: dict[str, Path] = {}
+    profiles: dict[str, tuple[Path, str]] = {}
     t0 = time.monotonic()
     try:
         bench_bin = None
@@ -757,12 +795,14 @@ def main() -> int:
                 log(f"could not install the other proxies: {exc}; going on without them")
                 targets = [t for t in targets if t not in ("proxpi", "devpi")]
         for name in targets:
-            bench_target(name, clients, args, work, bench_bin, cells, wrks, profiles)
+            bench_target(name, clients, args, work, bench_bin, cells, wrks)
+        if args.py_spy and bench_bin and (bench_bin / "py-spy").exists():
+            profile_pass(clients, args, work, bench_bin, profiles)
     except (BenchTimeout, KeyboardInterrupt) as exc:
         log(f"stopped early: {exc!r}; reporting what was measured")
     finally:
         if args.out:
-            for p in profiles.values():
+            for p, _ in profiles.values():
                 with contextlib.suppress(OSError):
                     shutil.copy(p, Path(args.out) / p.name)
         try:

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import waitress
 import yaml
 
 from artifact_vault.app import App, build_app
 from artifact_vault.config import Config, parse_config
+from artifact_vault.server import create_server
 
 from .fake_upstream import FakeUpstream
 
@@ -75,8 +75,7 @@ def make_vault(tmp_path: Path) -> Iterator[Callable[..., Vault]]:
     def make(backends: list[dict[str, Any]], **top: Any) -> Vault:
         config = parse_config(vault_config(tmp_path / "cache", backends, **top), env={})
         app = build_app(config)
-        server = waitress.create_server(app, host="127.0.0.1", port=0, threads=32,
-                                        asyncore_use_poll=True)
+        server = create_server(app, "127.0.0.1", 0, threads=32)
         threading.Thread(target=server.run, daemon=True).start()
         vault = Vault(f"http://127.0.0.1:{server.effective_port}", app, config, server)
         started.append(vault)

@@ -139,3 +139,12 @@ def test_gzip_files_are_served_as_stored_bytes(upstream, make_vault):
     assert r.raw.read() == b"\x1f\x8b\x08fakegzip"
     assert "Content-Encoding" not in r.headers
     assert upstream.log[0][2].get("Accept-Encoding") == "identity"
+
+
+def test_a_tls_handshake_on_the_plain_port_is_refused_at_once(upstream, make_vault):
+    """docker/skopeo try HTTPS first on an insecure registry; they must fail fast and fall back."""
+    vault = make_vault([http_backend(upstream.url)])
+    host, port = vault.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"\x00" * 40)
+        assert s.recv(100) == b""  # closed without waiting for a request line

@@ -38,7 +38,7 @@ def check_digest(digest: str) -> str:
     match = DIGEST.match(digest)
     if match:
         return match[1]
-    if _ANY_DIGEST.match(digest):
+    if _ANY_DIGEST.match(digest) and not digest.startswith("sha256:"):
         raise oci_error(400, "UNSUPPORTED", f"only sha256 digests are supported, not {digest!r}")
     raise oci_error(400, "DIGEST_INVALID", f"invalid digest {digest!r}")
 

@@ -1,0 +1,34 @@
+"""The HTTP server around the app: waitress, tuned for long streaming responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import waitress
+from waitress.channel import HTTPChannel
+
+
+class _Channel(HTTPChannel):
+    """Closes a connection that opens with a TLS handshake instead of waiting for a request.
+
+    docker, podman and skopeo try HTTPS first against a registry they were told is insecure,
+    and fall back to HTTP only when the TLS attempt fails. Without this, waitress would wait
+    for a request line that never comes, and every pull would stall for the client's TLS
+    timeout (10 s in skopeo)."""
+
+    def received(self, data: bytes) -> bool:
+        if self.request is None and not self.requests and data[:2] == b"\x16\x03":
+            self.will_close = True
+            self.close()
+            return False
+        return super().received(data)
+
+
+def create_server(app: Any, host: str, port: int, threads: int) -> Any:
+    """A waitress server for ``app``, not yet running (call ``.run()``)."""
+    server = waitress.create_server(
+        app, host=host, port=port, threads=threads, ident="artifact-vault",
+        channel_timeout=300, connection_limit=1000, asyncore_use_poll=True,
+        outbuf_overflow=8 * 1024 * 1024)
+    server.channel_class = _Channel
+    return server
