@@ -191,8 +191,12 @@ class Cache:
         served = self.get(backend, key, policy, fetch)
         if served.fill is None:
             return served
-        for _ in served.fill.read():
-            pass  # the last byte arrives only after the commit
+        try:
+            for _ in served.fill.read():
+                pass  # the last byte arrives only after the commit
+        except TransferAborted as exc:  # nothing was sent yet: report the fill's own error
+            cause = exc.__cause__
+            raise cause if isinstance(cause, VaultError) else UpstreamError(str(exc)) from None
         done = self.get(backend, key, dataclasses.replace(policy, offline=True), fetch)
         return dataclasses.replace(done, cache_status=served.cache_status)
 

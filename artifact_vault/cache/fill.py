@@ -138,7 +138,8 @@ class Fill:
         with self._cond:
             while True:
                 if self._error is not None:
-                    raise TransferAborted(f"upstream transfer of {self.key} failed: {self._error}")
+                    raise TransferAborted(f"upstream transfer of {self.key} failed: "
+                                          f"{self._error}") from self._error
                 available = self._written
                 if size is not None and not self._done:
                     available = min(available, size - 1)

@@ -1,0 +1,84 @@
+"""Registry edge cases against a scripted upstream: rate limits, redirects, realms, Docker Hub."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import requests
+
+from .fake_upstream import FakeUpstream
+from .registry_fixtures import build_image, make_registry, push, registry  # noqa: F401
+
+MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "config": {"digest": "sha256:" + "0" * 64, "size": 2}, "layers": []}).encode()
+DIGEST = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
+OCI = "application/vnd.oci.image.manifest.v1+json"
+
+
+def backend(url: str, **config: object) -> dict:
+    return {"type": "registry-v2", "config": {"prefix": "/r/", "base_url": url, "retries": 0,
+                                              **config}}
+
+
+def test_upstream_429_is_passed_on_with_retry_after_when_nothing_is_cached(upstream, make_vault):
+    upstream.add("/v2/a/manifests/1", status=429, headers={"Retry-After": "30"})
+    vault = make_vault([backend(upstream.url)])
+    r = requests.get(f"{vault.url}/v2/r/a/manifests/1", timeout=10)
+    assert (r.status_code, r.headers["Retry-After"]) == (429, "30")
+    assert r.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+
+
+def test_ratelimit_remaining_is_exported(upstream, make_vault):
+    upstream.add("/v2/a/manifests/1", MANIFEST, headers={
+        "Content-Type": OCI, "Docker-Content-Digest": DIGEST, "ratelimit-remaining": "97;w=21600"})
+    vault = make_vault([backend(upstream.url)])
+    requests.get(f"{vault.url}/v2/r/a/manifests/1", timeout=10)
+    metrics = requests.get(f"{vault.url}/metrics", timeout=10).text
+    assert 'vault_upstream_ratelimit_remaining{backend="r"} 97.0' in metrics
+
+
+def test_a_manifest_whose_body_does_not_match_its_announced_digest_is_refused(upstream, make_vault):
+    upstream.add("/v2/a/manifests/1", MANIFEST, headers={
+        "Content-Type": OCI, "Docker-Content-Digest": "sha256:" + "1" * 64})
+    vault = make_vault([backend(upstream.url)])
+    r = requests.get(f"{vault.url}/v2/r/a/manifests/1", timeout=10)
+    assert r.status_code == 502 and "does not match" in r.json()["errors"][0]["message"]
+    assert not vault.app.cache.cached("r manifest a:1")
+
+
+def test_blob_redirects_to_storage_are_followed_without_credentials(make_vault):
+    registry_up, storage = FakeUpstream(), FakeUpstream()
+    try:
+        blob = b"layer bytes"
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        registry_up.add(f"/v2/a/blobs/{digest}", status=307, location=f"{storage.url}/b/x")
+        storage.add("/b/x", blob)
+        vault = make_vault([backend(registry_up.url, username="u", password="p")])
+        r = requests.get(f"{vault.url}/v2/r/a/blobs/{digest}", timeout=10)
+        assert r.content == blob
+        assert "Authorization" in registry_up.log[0][2]
+        assert "Authorization" not in storage.log[0][2]
+    finally:
+        registry_up.stop()
+        storage.stop()
+
+
+def test_a_token_realm_off_the_upstreams_domain_is_refused(upstream, make_vault):
+    upstream.add("/v2/a/manifests/1", status=401, headers={
+        "WWW-Authenticate": 'Bearer realm="https://tokens.example.net/token",service="x"'})
+    vault = make_vault([backend(upstream.url)])
+    r = requests.get(f"{vault.url}/v2/r/a/manifests/1", timeout=10)
+    assert r.status_code == 502 and "not its own domain" in r.json()["errors"][0]["message"]
+
+
+def test_dockerhub_puts_one_segment_names_under_library(registry, make_vault, tmp_path):
+    pushed = push(build_image(tmp_path / "img", "3", [b"alpine\n"]), "library/alpine:3", registry)
+    vault = make_vault([{"type": "dockerhub", "config": {
+        "prefix": "/dockerhub/", "base_url": registry.url, "default": True, "retries": 0}}])
+    for path in ("/v2/dockerhub/alpine/manifests/3", "/v2/alpine/manifests/3?ns=docker.io",
+                 "/v2/library/alpine/manifests/3"):
+        r = requests.get(vault.url + path, timeout=10,
+                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        assert r.status_code == 200 and r.content == pushed.manifest, path
+    assert {p for _, p in registry.requests} == {"/v2/library/alpine/manifests/3"}
