@@ -18,7 +18,7 @@ BODY = b"artifact bytes " * 1000
 DIGEST = hashlib.sha256(BODY).hexdigest()
 
 
-class Answer:
+class Scripted:
     def __init__(self, body: bytes, announce: int | None = None) -> None:
         self.status = 200
         self.headers = CaseInsensitiveDict({"content-length": str(announce or len(body))})
@@ -42,9 +42,9 @@ def cache(tmp_path: Path) -> Iterator[Cache]:
 def read_all(cache: Cache, policy: Policy, body: bytes) -> bytes:
     fetches = []
 
-    def fetch(validators: object) -> Answer:
+    def fetch(validators: object) -> Scripted:
         fetches.append(1)
-        return Answer(body)
+        return Scripted(body)
 
     served = cache.get("b", "k", policy, fetch)
     return b"".join(served.open())
@@ -74,8 +74,22 @@ def test_a_size_different_from_the_expected_one_is_refused_before_any_body(cache
 def test_a_fresh_hit_does_not_call_fetch(cache):
     read_all(cache, Policy(ttl=60), BODY)
 
-    def fetch(validators: object) -> Answer:
+    def fetch(validators: object) -> Scripted:
         raise AssertionError("fetched again")
 
     served = cache.get("b", "k", Policy(ttl=60), fetch)
     assert served.cache_status == "HIT" and b"".join(served.open()) == BODY
+
+
+def test_a_pass_through_body_is_still_verified(tmp_path):
+    full = Cache(tmp_path / "full", CacheSettings(min_free=10**18), Metrics())
+    try:
+        served = full.get("b", "k", Policy(digest="0" * 64), lambda v: Scripted(BODY))
+        assert served.cache_status == "BYPASS" and served.size == len(BODY)
+        with pytest.raises(TransferAborted):
+            b"".join(served.open())
+        good = full.get("b", "k", Policy(digest=DIGEST), lambda v: Scripted(BODY))
+        assert b"".join(good.open()) == BODY
+        assert full.index.totals() == (0, 0)
+    finally:
+        full.close()

@@ -107,7 +107,7 @@ class Served:
     headers: Mapping[str, str]
     path: Path | None = None
     fill: Fill | None = None
-    stream: Fetched | None = None
+    stream: _Verified | None = None
     fetched_at: float | None = None
     digest: str | None = None  # sha256 hex of the body, when known before it is sent
 
@@ -116,7 +116,7 @@ class Served:
         if self.fill is not None:
             return self.fill.read(start, end)
         if self.stream is not None:
-            return _guarded(self.stream)
+            return iter(self.stream)  # type: ignore[call-overload]
         assert self.path is not None
         return _read_file(self.path, start, end)
 
@@ -170,7 +170,9 @@ class Cache:
                 return self._hit(entry, "STALE")
             raise
         except _NoRoom:
-            return Served("BYPASS", None, {}, stream=fetch({}))
+            resp = fetch({})
+            return Served("BYPASS", _content_length(resp.headers), _kept(resp.headers),
+                          stream=_Verified(resp, policy), digest=policy.digest)
 
     def cached(self, key: str) -> bool:
         """Whether ``key`` has a usable copy (fresh or not): lets a backend skip work that is
@@ -363,11 +365,31 @@ def _read_file(path: Path, start: int, end: int | None) -> Iterator[bytes]:
             yield data
 
 
-def _guarded(stream: Fetched) -> Iterator[bytes]:
-    """A pass-through body: an upstream failure becomes a broken transfer."""
-    try:
-        yield from stream.chunks()
-    except VaultError as exc:
-        raise TransferAborted(str(exc)) from exc
-    finally:
-        stream.close()
+class _Verified:
+    """A pass-through body (nothing is cached) that is still checked: the last chunk is held
+    back until the length and digest are known good, so a bad body is a broken transfer."""
+
+    def __init__(self, resp: Fetched, policy: Policy) -> None:
+        self._resp = resp
+        self._policy = policy
+
+    def __iter__(self) -> Iterator[bytes]:
+        sha, size, held = hashlib.sha256(), 0, b""
+        expected = self._policy.size or _content_length(self._resp.headers)
+        try:
+            for chunk in self._resp.chunks():
+                if held:
+                    yield held
+                sha.update(chunk)
+                size += len(chunk)
+                held = chunk
+        except VaultError as exc:
+            raise TransferAborted(str(exc)) from exc
+        finally:
+            self._resp.close()
+        if expected is not None and size != expected:
+            raise TransferAborted(f"upstream sent {size} bytes, expected {expected}")
+        if self._policy.digest is not None and sha.hexdigest() != self._policy.digest:
+            raise TransferAborted(f"sha256 {sha.hexdigest()} is not the expected {self._policy.digest}")
+        if held:
+            yield held
