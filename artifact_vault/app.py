@@ -14,6 +14,7 @@ import os
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
@@ -24,8 +25,7 @@ from .backends import BACKENDS, Backend, Context
 from .cache import Cache
 from .config import Config
 from .delivery import deliver, etag_matches
-from .errors import (BadRequest, MethodNotAllowed, NotFound, RangeNotSatisfiable, VaultError,
-                     status_for)
+from .errors import BadRequest, MethodNotAllowed, RangeNotSatisfiable, VaultError, status_for
 from .exchange import Reply, Request
 from .logs import REQUEST_ID
 from .metrics import Metrics
@@ -81,52 +81,48 @@ class App:
         started = time.monotonic()
         rid = environ.get("HTTP_X_REQUEST_ID", "")
         rid = rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex[:16]
-        token = REQUEST_ID.set(rid)
         method = environ["REQUEST_METHOD"]
         raw_path = urlsplit(environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")).path
-        backend = None
-        handle_time = 0.0
+        token = REQUEST_ID.set(rid)
         try:
-            route = self._router.route(raw_path, environ.get("QUERY_STRING", ""))
-            backend = route.backend
-            if method not in ("GET", "HEAD") and backend is None:
-                raise MethodNotAllowed(f"{method} is not allowed on {raw_path}")
-            if backend is None:
-                reply = self._own[route.mount]()
-            else:
-                reply = self._handle(backend, environ, method, route)
-                handle_time = time.monotonic() - started
-            status, headers, body = self._render(environ, method, reply)
-            cache_status = reply.cache_status if backend else None
-        except VaultError as exc:
-            status, headers, body = self._error(environ, exc, backend)
-            cache_status = "BYPASS" if backend else None
-        except Exception as exc:  # noqa: BLE001 - log it in full, answer without a traceback
-            log.exception("unexpected error handling %s %s", method, raw_path)
-            status, headers, body = self._error(
-                environ, VaultError(f"internal error: {type(exc).__name__}"), backend)
-            cache_status = None
+            backend, reply_status, headers, body, cache_status = self._respond(
+                environ, method, raw_path)
         finally:
             REQUEST_ID.reset(token)
         headers["X-Request-Id"] = rid
         if cache_status:
             headers["X-Cache"] = cache_status
-        start_response(f"{status} {HTTPStatus(status).phrase}", list(headers.items()))
-        backend_name = backend.name if backend else "-"
+        start_response(f"{reply_status} {HTTPStatus(reply_status).phrase}", list(headers.items()))
         # Time in the backend is upstream time unless the answer came from the cache.
-        upstream_time = handle_time if cache_status not in (None, "HIT", "STALE") else 0.0
+        upstream_time = (time.monotonic() - started
+                         if cache_status not in (None, "HIT", "STALE") else 0.0)
+        record = _AccessRecord(self.metrics, backend.name if backend else "-", method, raw_path,
+                               reply_status, cache_status, rid, started, upstream_time)
+        return _wrap_body(body, record.finished)
 
-        def finished(sent: int) -> None:
-            elapsed = time.monotonic() - started
-            self.metrics.requests.labels(backend_name, cache_status or "-", str(status)).inc()
-            self.metrics.bytes_served.labels(backend_name).inc(sent)
-            access_log.info("%s %s %d %dB %.3fs cache=%s upstream=%.3fs", method, raw_path,
-                            status, sent, elapsed, cache_status or "-", upstream_time,
-                            extra={"request_id": rid, "fields": {
-                                "method": method, "path": raw_path, "status": status,
-                                "bytes": sent, "duration": round(elapsed, 4),
-                                "cache": cache_status, "upstream_time": round(upstream_time, 4)}})
-        return _wrap_body(body, finished)
+    def _respond(self, environ: dict[str, Any], method: str, raw_path: str) -> tuple[
+            Backend | None, int, dict[str, str], Iterable[bytes], str | None]:
+        """Route, handle and render one request; every failure becomes an error response."""
+        backend = None
+        try:
+            route = self._router.route(raw_path, environ.get("QUERY_STRING", ""))
+            backend = route.backend
+            if backend is None:
+                if method not in ("GET", "HEAD"):
+                    raise MethodNotAllowed(f"{method} is not allowed on {raw_path}")
+                reply = self._own[route.mount]()
+            else:
+                reply = self._handle(backend, environ, method, route)
+            status, headers, body = self._render(environ, method, reply)
+            return backend, status, headers, body, reply.cache_status if backend else None
+        except VaultError as exc:
+            status, headers, body = self._error(environ, exc, backend)
+            return backend, status, headers, body, "BYPASS" if backend else None
+        except Exception as exc:  # noqa: BLE001 - log it in full, answer without a traceback
+            log.exception("unexpected error handling %s %s", method, raw_path)
+            status, headers, body = self._error(
+                environ, VaultError(f"internal error: {type(exc).__name__}"), backend)
+            return backend, status, headers, body, None
 
     def _handle(self, backend: Backend, environ: dict[str, Any], method: str,
                 route: Route) -> Reply:
@@ -228,6 +224,32 @@ def _json_reply(status: int, doc: dict[str, Any]) -> Reply:
     return Reply(status=status, body=[body], headers={
         "Content-Type": "application/json", "Content-Length": str(len(body)),
         "Cache-Control": "no-store"})
+
+
+@dataclass(frozen=True)
+class _AccessRecord:
+    """What the access log line and the request metrics need, once the body is sent."""
+
+    metrics: Metrics
+    backend: str
+    method: str
+    path: str
+    status: int
+    cache: str | None
+    request_id: str
+    started: float
+    upstream_time: float
+
+    def finished(self, sent: int) -> None:
+        elapsed = time.monotonic() - self.started
+        self.metrics.requests.labels(self.backend, self.cache or "-", str(self.status)).inc()
+        self.metrics.bytes_served.labels(self.backend).inc(sent)
+        access_log.info("%s %s %d %dB %.3fs cache=%s upstream=%.3fs", self.method, self.path,
+                        self.status, sent, elapsed, self.cache or "-", self.upstream_time,
+                        extra={"request_id": self.request_id, "fields": {
+                            "method": self.method, "path": self.path, "status": self.status,
+                            "bytes": sent, "duration": round(elapsed, 4), "cache": self.cache,
+                            "upstream_time": round(self.upstream_time, 4)}})
 
 
 class _FileBody:
