@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
 import zipfile
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from ...cache import Answer, Fetched, Policy, Served
@@ -32,6 +29,7 @@ from ...exchange import Reply, Request
 from ...upstream import HttpUrl, Upstream, UpstreamSettings
 from ..base import BackendBase, Context
 from . import render
+from .memo import Memo
 from .model import File, Project, normalize, parse_page
 
 # Vault's own Accept upstream: JSON preferred, never the client's header (PEP 691).
@@ -276,33 +274,6 @@ class PypiBackend(BackendBase):
             with wheel.open(names[0]) as member:
                 body = member.read(16 * 1024 * 1024)
         return Answer(body=body, content_type="text/plain; charset=utf-8")
-
-
-class Memo:
-    """A thread-safe LRU map bounded by the total size its callers declare."""
-
-    def __init__(self, budget: int) -> None:
-        self._budget = budget
-        self._items: OrderedDict[tuple[str, ...], tuple[object, int]] = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, ...]) -> Any:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            self._items.move_to_end(key)
-            return item[0]
-
-    def put(self, key: tuple[str, ...], value: object, size: int) -> None:
-        with self._lock:
-            old = self._items.pop(key, None)
-            self._size += size - (old[1] if old else 0)
-            self._items[key] = (value, size)
-            while self._size > self._budget and len(self._items) > 1:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._size -= dropped
 
 
 def _file_id(f: File) -> str:
