@@ -74,6 +74,7 @@ from bench.common import (  # noqa: E402
     HOST,
     PYTHON,
     cpu_seconds,
+    curl_get,
     environment,
     guard,
     popen,
@@ -246,6 +247,7 @@ def build_big_image(layout: Path, layers: int, layer_bytes: int) -> None:
 @dataclass
 class Pull:
     seconds: float
+    started_at: float = 0.0  # time.time() when skopeo was started
     cpu: dict[str, float] = field(default_factory=dict)  # server -> CPU seconds during the pull
 
 
@@ -267,6 +269,7 @@ class Puller:
         self._n += 1
         dest = self.workdir / f"pull-{self._n}"
         before = {name: cpu_seconds(pid) for name, pid in (watch or {}).items()}
+        started_at = time.time()
         started = time.monotonic()
         try:
             result = skopeo_copy(ref, dest, timeout=PULL_TIMEOUT)
@@ -277,7 +280,7 @@ class Puller:
         finally:
             shutil.rmtree(dest, ignore_errors=True)
         cpu = {name: cpu_seconds(pid) - before[name] for name, pid in (watch or {}).items()}
-        return Pull(seconds, cpu)
+        return Pull(seconds, started_at, cpu)
 
     def _check(self, dest: Path, ref: str) -> None:
         if (dest / "manifest.json").read_bytes() != self.manifest:
@@ -315,6 +318,15 @@ def blob_gets(reg: Registry, digests: list[str]) -> dict[str, int]:
     return {d: counts.get(d, 0) for d in digests}
 
 
+def curl_ms(url: str, size: int) -> float:
+    """Milliseconds for one GET of ``url`` with curl (body to /dev/null), checked."""
+    got = curl_get(url, max_time=120)
+    if got.status != 200 or got.size != size or got.exit_code != 0:
+        raise RuntimeError(f"GET {url}: status {got.status}, {got.size} bytes, "
+                           f"curl exit {got.exit_code}")
+    return got.seconds * 1000
+
+
 @contextlib.contextmanager
 def running(server: VaultProc | DistProxy) -> Iterator[VaultProc | DistProxy]:
     server.start()
@@ -335,7 +347,10 @@ class Target:
     conc_gets: dict[str, int] = field(default_factory=dict)  # N concurrent cold pulls
     conc_wall: float | None = None
     conc_each: list[float] = field(default_factory=list)
-    other_upstream: int = 0  # upstream requests other than blob GETs, one cold pull
+    cold_upstream: int | None = None  # upstream requests of one cold pull (all kinds)
+    warm_upstream: list[int] = field(default_factory=list)  # the same, per warm pull
+    blob_cold_ms: list[float] = field(default_factory=list)  # curl GET of one layer blob
+    blob_warm_ms: list[float] = field(default_factory=list)
 
 
 def best(pulls: list[Pull]) -> float | None:
@@ -353,6 +368,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     with contextlib.ExitStack() as stack:
         reg = start_registry(tmp / "upstream")
         stack.callback(reg.close)
+        if reg.proxy is not None:  # skopeo's TLS probe makes it log a traceback per pull
+            reg.proxy.server.handle_error = lambda *_: None  # type: ignore[method-assign]
         log(f"upstream registry on {reg.backend_host}, counting proxy on {reg.host}; pushing")
         pushed = push(tmp / "img", f"{IMAGE_NAME}:{IMAGE_TAG}", reg)
         shutil.rmtree(tmp / "img")
@@ -363,48 +380,62 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
               f"manifest {pushed.digest[:19]}...")
         registry_pid = {"registry": reg.proc.pid} if reg.proc else {}
 
-        # (a) direct
+        # (a) direct, (b) Vault and (c) distribution's proxy, interleaved round by round so
+        # that load from elsewhere on the machine hits every target alike. Cold: a fresh
+        # instance on an empty cache. Warm: more pulls from the last round's instances.
         direct, raw = Target("direct"), Target("direct-raw")
-        for i in range(args.rounds):
-            reg.clear_requests()
-            direct.cold.append(puller.pull(f"{reg.host}/{IMAGE_NAME}:{IMAGE_TAG}",
-                                           registry_pid))
-            if i == 0:
-                settle_counts(reg)
-                direct.single_gets = blob_gets(reg, digests)
-            raw.cold.append(puller.pull(f"{reg.backend_host}/{IMAGE_NAME}:{IMAGE_TAG}",
-                                        registry_pid))
-            log(f"direct round {i + 1}: {direct.cold[-1].seconds:.2f}s via the counting proxy, "
-                f"{raw.cold[-1].seconds:.2f}s straight")
-
-        # (b) Vault and (c) distribution's proxy: cold (fresh instance, empty cache), then warm
         vault, dist = Target("vault"), Target("distproxy")
-        vault_cold_log: list[str] = []
+        vault_cold_log: tuple[Pull, list[str]] | None = None
         factories: list[tuple[Target, Callable[[Path], VaultProc | DistProxy]]] = [
             (vault, lambda d: VaultProc(reg.url, d, threads=args.threads)),
             (dist, lambda d: DistProxy(reg.url, d)),
         ]
-        for target, make in factories:
-            for i in range(args.rounds):
-                workdir = tmp / f"{target.name}-cold-{i}"
-                with running(make(workdir)) as server:
-                    watch = {target.name: server.pid, **registry_pid}
-                    reg.clear_requests()
-                    target.cold.append(puller.pull(server.ref(), watch))
-                    settle_counts(reg)
-                    if i == 0:
-                        target.single_gets = blob_gets(reg, digests)
-                        target.other_upstream = len(reg.log) - sum(target.single_gets.values())
-                    if isinstance(server, VaultProc):
-                        vault_cold_log = server.access_lines()
-                    log(f"{target.name} cold round {i + 1}: {target.cold[-1].seconds:.2f}s, "
-                        f"upstream blob GETs {sorted(blob_gets(reg, digests).values())}")
-                    if i == args.rounds - 1:  # warm pulls from the last cold instance
-                        for j in range(args.rounds):
-                            target.warm.append(puller.pull(server.ref(), watch))
-                            log(f"{target.name} warm round {j + 1}: "
-                                f"{target.warm[-1].seconds:.2f}s")
-                shutil.rmtree(workdir, ignore_errors=True)
+        live: dict[str, VaultProc | DistProxy] = {}
+
+        def stop_live() -> None:
+            for server in live.values():
+                server.stop()
+                shutil.rmtree(server.workdir, ignore_errors=True)
+            live.clear()
+
+        stack.callback(stop_live)
+        for i in range(args.rounds):
+            reg.clear_requests()
+            direct.cold.append(puller.pull(f"{reg.host}/{IMAGE_NAME}:{IMAGE_TAG}",
+                                           registry_pid))
+            settle_counts(reg, quiet=0.5)
+            if i == 0:
+                direct.single_gets = blob_gets(reg, digests)
+                direct.cold_upstream = len(reg.log)
+            raw.cold.append(puller.pull(f"{reg.backend_host}/{IMAGE_NAME}:{IMAGE_TAG}",
+                                        registry_pid))
+            log(f"direct round {i + 1}: {direct.cold[-1].seconds:.2f}s via the counting proxy, "
+                f"{raw.cold[-1].seconds:.2f}s straight")
+            stop_live()
+            for target, make in factories:
+                server = make(tmp / f"{target.name}-cold-{i}").start()
+                live[target.name] = server
+                watch = {target.name: server.pid, **registry_pid}
+                reg.clear_requests()
+                target.cold.append(puller.pull(server.ref(), watch))
+                settle_counts(reg)
+                if i == 0:
+                    target.single_gets = blob_gets(reg, digests)
+                    target.cold_upstream = len(reg.log)
+                if isinstance(server, VaultProc):
+                    vault_cold_log = (target.cold[-1], server.access_lines())
+                log(f"{target.name} cold round {i + 1}: {target.cold[-1].seconds:.2f}s, "
+                    f"upstream blob GETs {sorted(blob_gets(reg, digests).values())}")
+        for j in range(args.rounds):
+            for target, _make in factories:
+                server = live[target.name]
+                watch = {target.name: server.pid, **registry_pid}
+                reg.clear_requests()
+                target.warm.append(puller.pull(server.ref(), watch))
+                settle_counts(reg, quiet=0.3)
+                target.warm_upstream.append(len(reg.log))
+                log(f"{target.name} warm round {j + 1}: {target.warm[-1].seconds:.2f}s")
+        stop_live()
 
         # (d) N concurrent cold pulls, fresh instance each
         for target, make in factories:
@@ -424,11 +455,32 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         direct.conc_wall, direct.conc_each = wall, each
         direct.conc_gets = blob_gets(reg, digests)
 
+        # (e) the servers alone, without skopeo: each layer blob GET once with curl (cold), then
+        # again (warm), on a fresh instance; interleaved, repeated for every round
+        layers = json.loads(pushed.manifest)["layers"]
+        for i in range(args.rounds):
+            for layer in layers:
+                direct.blob_cold_ms.append(curl_ms(
+                    f"{reg.url}/v2/{IMAGE_NAME}/blobs/{layer['digest']}", layer["size"]))
+                raw.blob_cold_ms.append(curl_ms(
+                    f"{reg.backend_url}/v2/{IMAGE_NAME}/blobs/{layer['digest']}", layer["size"]))
+            for target, make in factories:
+                with running(make(tmp / f"{target.name}-blobs-{i}")) as server:
+                    base = (f"http://{server.host}/v2/"
+                            f"{'hub/' if isinstance(server, VaultProc) else ''}{IMAGE_NAME}")
+                    for layer in layers:
+                        url = f"{base}/blobs/{layer['digest']}"
+                        target.blob_cold_ms.append(curl_ms(url, layer["size"]))
+                        settle_counts(reg, quiet=0.3)  # distproxy: its background store
+                        target.blob_warm_ms.append(curl_ms(url, layer["size"]))
+                shutil.rmtree(tmp / f"{target.name}-blobs-{i}", ignore_errors=True)
+        log("single-blob GETs done")
+
     report(args, puller, [direct, raw, vault, dist], vault_cold_log)
 
 
 def report(args: argparse.Namespace, puller: Puller, targets: list[Target],
-           vault_cold_log: list[str]) -> None:
+           vault_cold_log: tuple[Pull, list[str]] | None) -> None:
     direct, raw, vault, dist = targets
     n = args.concurrency
     mib = puller.total_bytes / MiB
@@ -440,25 +492,46 @@ def report(args: argparse.Namespace, puller: Puller, targets: list[Target],
         values = [p.cpu[name] for p in pulls if name in p.cpu]
         return "-" if not values else f"{statistics.median(values):.2f}"
 
+    def ms(values: list[float]) -> str:
+        return "-" if not values else f"{statistics.median(values):.0f} / {min(values):.0f}"
+
+    def reqs(values: list[int] | int | None) -> str:
+        if values is None or values == []:
+            return "-"
+        return str(values) if isinstance(values, int) else str(max(values))
+
+    servers = ("vault", "distproxy")
     rows = []
     for t in targets:
         cold, warm = best(t.cold), best(t.warm)
         rows.append([
             t.name, fmt_s(cold), f"{mib / cold:.0f}" if cold else "-", fmt_s(warm),
             f"{mib / warm:.0f}" if warm else "-",
-            cpu(t.cold, t.name) if t.name in ("vault", "distproxy") else "-",
-            cpu(t.warm, t.name) if t.name in ("vault", "distproxy") else "-",
-            gets(t.single_gets), fmt_s(t.conc_wall),
-            fmt_s(max(t.conc_each)) if t.conc_each else "-", gets(t.conc_gets)])
+            cpu(t.cold, t.name) if t.name in servers else "-",
+            cpu(t.warm, t.name) if t.name in servers else "-",
+            reqs(t.cold_upstream), reqs(t.warm_upstream), gets(t.single_gets)])
     print_table(["target", "cold s", "MiB/s", "warm s", "MiB/s", "cpu cold", "cpu warm",
-                 "GETs/blob 1 pull", f"{n}x cold wall s", f"{n}x slowest s",
-                 f"GETs/blob {n}x cold (max)"], rows,
-                title=f"skopeo copy of {mib:.0f} MiB, best of {args.rounds} "
-                      f"(direct has no cache: its 'cold' is every pull)")
-    print("  cpu: median CPU seconds of the server process per pull (vault: the Python process;"
-          " distproxy: docker-registry)")
+                 "upstream reqs cold", "warm", "GETs/blob (max)"], rows,
+                title=f"(a-c) skopeo copy of {mib:.0f} MiB, best of {args.rounds} "
+                      "(direct has no cache: every pull is 'cold')")
+    print("  cpu: median CPU seconds of the server process per pull (vault: its Python process;"
+          " distproxy: its docker-registry)")
+    print("  upstream reqs: requests that reached the counting proxy during one pull (cold: the"
+          " first round; warm: the most of any round)")
     print("  direct: through the fixtures' counting proxy (the same hop Vault and distproxy use);"
           " direct-raw: the registry port itself")
+
+    rows = [[t.name, fmt_s(t.conc_wall), fmt_s(max(t.conc_each)) if t.conc_each else "-",
+             fmt_s(min(t.conc_each)) if t.conc_each else "-", gets(t.conc_gets)]
+            for t in (direct, vault, dist)]
+    print_table(["target", "wall s", "slowest s", "fastest s", "upstream GETs/blob max (total)"],
+                rows, title=f"(d) {n} concurrent cold pulls (fresh cache), one run")
+
+    rows = [[t.name, ms(t.blob_cold_ms), ms(t.blob_warm_ms)] for t in targets]
+    blob_mib = (puller.total_bytes - min(puller.sizes.values())) / (len(puller.sizes) - 1) / MiB
+    print_table(["target", "cold ms median / min", "warm ms median / min"], rows,
+                title=f"(e) one {blob_mib:.0f} MiB layer blob GET with curl, no skopeo "
+                      f"({len(puller.sizes) - 1} layers x {args.rounds} rounds)")
 
     ratios = []
     wv, wd = best(vault.warm), best(dist.warm)
@@ -481,17 +554,31 @@ def report(args: argparse.Namespace, puller: Puller, targets: list[Target],
                        str(max(dist.conc_gets.values())), "(reference)", ""])
     print_table(["ratio", "value", "target", ""], ratios, title="targets")
 
-    print(f"\n== vault access log, last cold pull ({len(vault_cold_log)} requests) ==")
-    pattern = re.compile(r"\] (\S+) (\S+) (\d+) (\d+)B ([\d.]+)s cache=(\S+) upstream=([\d.]+)s")
-    for line in vault_cold_log:
-        m = pattern.search(line)
+    if vault_cold_log is not None:
+        print_timeline(*vault_cold_log)
+    sys.stdout.flush()
+
+
+def print_timeline(pull: Pull, lines: list[str]) -> None:
+    """Vault's access-log lines of one pull, as offsets from the moment skopeo was started:
+    when each request reached the app, when its last byte was handed to waitress."""
+    pattern = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) .*\] (\S+) (\S+) "
+                         r"(\d+) (\d+)B ([\d.]+)s cache=(\S+) upstream=([\d.]+)s")
+    print(f"\n== vault access log of its last cold pull (skopeo took {pull.seconds:.3f}s; "
+          "times in s from skopeo's start) ==")
+    print(f"  {'start':>6} {'end':>6}  request")
+    for line in lines:
+        m = pattern.match(line)
         if not m:
             continue
-        method, path, status, size, secs, cache, upstream = m.groups()
+        stamp, ms, method, path, status, size, secs, cache, upstream = m.groups()
+        end = time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(ms) / 1000
+        end -= pull.started_at
+        if end < -1 or end > pull.seconds + 1:
+            continue  # not this pull's (the /health probe of the start-up)
         path = re.sub(r"sha256:([0-9a-f]{12})[0-9a-f]+", r"sha256:\1", path)
-        print(f"  {method:4} {path:48} {status} {int(size) / MiB:7.2f} MiB {float(secs):6.3f}s "
-              f"cache={cache:<11} upstream-answer={float(upstream):.3f}s")
-    sys.stdout.flush()
+        print(f"  {end - float(secs):6.3f} {end:6.3f}  {method:4} {path:46} {status} "
+              f"{int(size) / MiB:6.2f} MiB cache={cache:<4} upstream-answer={float(upstream):.3f}s")
 
 
 def main() -> None:

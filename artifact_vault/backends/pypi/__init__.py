@@ -116,7 +116,7 @@ class PypiBackend(BackendBase):
 
     # -- pages -----------------------------------------------------------------------------
 
-    def _project(self, name: str, *, settle: bool = True) -> tuple[Project, Served, int]:
+    def _project(self, name: str) -> tuple[Project, Served, int]:
         """The parsed page of ``name`` from the first upstream that has it."""
         offline_miss = None
         for i, upstream in enumerate(self._upstreams):
@@ -144,10 +144,7 @@ class PypiBackend(BackendBase):
         raise NotFound(f"project {name} is not on any upstream index of {self.name}")
 
     def _page(self, request: Request, name: str) -> Reply:
-        fmt = render.choose(request.headers.get("accept"),
-                            parse_qs(request.query).get("format", [None])[0])
-        if fmt is None:
-            fmt = render.TEXT_HTML
+        fmt = _format(request)
         project, served, _ = self._project(name)
         extractable = self._extractable(name, project)
         # The stored page's digest names its content: the rendering is reused until it changes.
@@ -180,8 +177,7 @@ class PypiBackend(BackendBase):
         return {candidates[k] for k in self._cache.index.existing(list(candidates))}
 
     def _root(self, request: Request) -> Reply:
-        fmt = render.choose(request.headers.get("accept"),
-                            parse_qs(request.query).get("format", [None])[0]) or render.TEXT_HTML
+        fmt = _format(request)
         blobs, statuses, tags = [], [], [fmt]
         for upstream in self._upstreams:
             url = f"{upstream.base_url}/"
@@ -274,6 +270,13 @@ class PypiBackend(BackendBase):
             with wheel.open(names[0]) as member:
                 body = member.read(16 * 1024 * 1024)
         return Answer(body=body, content_type="text/plain; charset=utf-8")
+
+
+def _format(request: Request) -> str:
+    """The simple-API format to answer with; HTML when the client's choice is not one we have."""
+    chosen = render.choose(request.headers.get("accept"),
+                           parse_qs(request.query).get("format", [None])[0])
+    return chosen or render.TEXT_HTML
 
 
 def _file_id(f: File) -> str:
