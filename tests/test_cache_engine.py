@@ -93,3 +93,16 @@ def test_a_pass_through_body_is_still_verified(tmp_path):
         assert full.index.totals() == (0, 0)
     finally:
         full.close()
+
+
+def test_temp_files_of_running_fills_count_against_max_size(tmp_path):
+    c = Cache(tmp_path / "budget", CacheSettings(min_free=0, max_size=10_000), Metrics())
+    try:
+        read_all(c, Policy(), b"x" * 4000)  # one committed entry of 4000 bytes
+        assert c.evictor.make_room(5000) is True and c.index.totals()[1] == 4000
+        (c.blobs.tmp_dir / "999999999.inflight").write_bytes(b"t" * 3000)  # a fill in flight
+        assert c.evictor.make_room(5000) is True
+        assert c.index.totals() == (0, 0)  # 4000 + 3000 + 5000 > 10000: the entry had to go
+        assert c.evictor.make_room(8000) is False  # 3000 in flight + 8000 can never fit
+    finally:
+        c.close()
