@@ -19,6 +19,7 @@ import errno
 import hashlib
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -119,6 +120,33 @@ class Served:
             return iter(self.stream)  # type: ignore[call-overload]
         assert self.path is not None
         return _read_file(self.path, start, end)
+
+
+class _Hasher:
+    """sha256 on a thread of its own: hashlib releases the GIL on large buffers, so hashing
+    runs alongside receiving and writing instead of after each chunk (a cold fill is CPU-bound
+    on small machines). ``hexdigest`` waits for the last chunk."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self._thread.start()
+        self._digest: str | None = None
+
+    def update(self, chunk: bytes) -> None:
+        self._chunks.put(chunk)
+
+    def _run(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self._sha.update(chunk)
+
+    def hexdigest(self) -> str:
+        if self._digest is None:
+            self._chunks.put(None)
+            self._thread.join()
+            self._digest = self._sha.hexdigest()
+        return self._digest
 
 
 class _NoRoom(Exception):
@@ -287,7 +315,7 @@ class Cache:
     def _write(self, fill: Fill, resp: Fetched, backend: str, head: FillHead) -> tuple[str, int]:
         """Stream the body to the temp file, hashing as it goes; fsync before returning."""
         temp = fill.temp
-        sha = hashlib.sha256()
+        sha = _Hasher()
         written = 0
         try:
             with open(temp, "wb", buffering=0) as f:
@@ -300,6 +328,7 @@ class Cache:
                     fill.advanced(written)
                 os.fsync(f.fileno())
         except BaseException as exc:
+            sha.hexdigest()  # stops its thread
             temp.unlink(missing_ok=True)
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                 raise UpstreamError(f"disk full while caching {fill.key}") from exc
