@@ -23,20 +23,23 @@ fixtures' skopeo_copy: clean environment, no registries.conf) into a fresh direc
 from start to exit (skopeo's own start-up and its HTTPS-then-HTTP probe included, the same
 for every target), then checked (every blob present, with the manifest's size) and deleted.
 
-Measured, in one run:
+Measured, in one run (rounds interleaved target by target, so that load from elsewhere on
+the machine hits every target alike):
 
-    direct     pulls from the counting proxy ("direct") and from the registry port itself
-               ("direct-raw": the counting proxy's own cost is the difference); best of N
-    cold       vault / distproxy each started anew on an empty cache, one pull; best of N
-    warm       more pulls from the last cold instance (fresh destination each); best of N
-    8x cold    8 concurrent pulls against a fresh instance (fresh cache), wall time of the
-               slowest, and upstream GETs per blob from the counting proxy (target for Vault:
-               exactly 1 per blob; also shown: upstream GETs per blob of one single cold pull)
+    (a) direct   pulls from the counting proxy ("direct") and from the registry port itself
+                 ("direct-raw": the counting proxy's own cost is the difference); best of N
+    (b, c) cold  vault / distproxy each started anew on an empty cache, one pull; best of N
+           warm  more pulls from the last round's instances (fresh destination each); best of N
+                 Also: the server's CPU seconds per pull, and how many requests reached the
+                 upstream during one cold and one warm pull (and blob GETs per blob)
+    (d) 8x cold  8 concurrent pulls against a fresh instance (fresh cache): wall time, and
+                 upstream GETs per blob from the counting proxy (target for Vault: exactly 1)
+    (e) blobs    each 20 MiB layer GET once with curl from a fresh instance (cold), then again
+                 (warm): the servers' own streaming speed, without skopeo's costs
 
 Ratios printed at the end (targets in brackets): warm Vault / warm distproxy [<= 1.0] and cold
-Vault / direct [<= 1.10]. Also printed: CPU seconds used by the Vault process (and the
-distribution proxy) per pull, and Vault's access-log lines of its last cold pull (per-request
-duration and time spent waiting for the upstream's answer), to show where its time goes.
+Vault / direct [<= 1.10]; then Vault's access-log lines of its last cold pull as a timeline
+(when each request started and ended, from skopeo's start), to show where its time goes.
 
     .venv/bin/python bench/registry_compare.py              # ~2-4 minutes
     .venv/bin/python bench/registry_compare.py --rounds 5 --concurrency 8 --keep
@@ -124,6 +127,10 @@ class VaultProc:
         return self.url.removeprefix("http://")
 
     @property
+    def data_dir(self) -> Path:
+        return self.cache_dir
+
+    @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
@@ -186,6 +193,10 @@ class DistProxy:
     @property
     def host(self) -> str:
         return f"{HOST}:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.storage
 
     @property
     def pid(self) -> int:
@@ -378,7 +389,6 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         print(f"image {IMAGE_NAME}:{IMAGE_TAG}: {len(digests)} blobs (config + "
               f"{len(digests) - 1} layers), {puller.total_bytes / MiB:.1f} MiB compressed, "
               f"manifest {pushed.digest[:19]}...")
-        registry_pid = {"registry": reg.proc.pid} if reg.proc else {}
 
         # (a) direct, (b) Vault and (c) distribution's proxy, interleaved round by round so
         # that load from elsewhere on the machine hits every target alike. Cold: a fresh
@@ -395,27 +405,25 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         def stop_live() -> None:
             for server in live.values():
                 server.stop()
-                shutil.rmtree(server.workdir, ignore_errors=True)
+                shutil.rmtree(server.data_dir, ignore_errors=True)  # logs stay (--keep)
             live.clear()
 
         stack.callback(stop_live)
         for i in range(args.rounds):
             reg.clear_requests()
-            direct.cold.append(puller.pull(f"{reg.host}/{IMAGE_NAME}:{IMAGE_TAG}",
-                                           registry_pid))
+            direct.cold.append(puller.pull(f"{reg.host}/{IMAGE_NAME}:{IMAGE_TAG}"))
             settle_counts(reg, quiet=0.5)
             if i == 0:
                 direct.single_gets = blob_gets(reg, digests)
                 direct.cold_upstream = len(reg.log)
-            raw.cold.append(puller.pull(f"{reg.backend_host}/{IMAGE_NAME}:{IMAGE_TAG}",
-                                        registry_pid))
+            raw.cold.append(puller.pull(f"{reg.backend_host}/{IMAGE_NAME}:{IMAGE_TAG}"))
             log(f"direct round {i + 1}: {direct.cold[-1].seconds:.2f}s via the counting proxy, "
                 f"{raw.cold[-1].seconds:.2f}s straight")
             stop_live()
             for target, make in factories:
                 server = make(tmp / f"{target.name}-cold-{i}").start()
                 live[target.name] = server
-                watch = {target.name: server.pid, **registry_pid}
+                watch = {target.name: server.pid}
                 reg.clear_requests()
                 target.cold.append(puller.pull(server.ref(), watch))
                 settle_counts(reg)
@@ -429,7 +437,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         for j in range(args.rounds):
             for target, _make in factories:
                 server = live[target.name]
-                watch = {target.name: server.pid, **registry_pid}
+                watch = {target.name: server.pid}
                 reg.clear_requests()
                 target.warm.append(puller.pull(server.ref(), watch))
                 settle_counts(reg, quiet=0.3)
@@ -439,8 +447,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
 
         # (d) N concurrent cold pulls, fresh instance each
         for target, make in factories:
-            workdir = tmp / f"{target.name}-concurrent"
-            with running(make(workdir)) as server:
+            with running(make(tmp / f"{target.name}-concurrent")) as server:
                 reg.clear_requests()
                 wall, each = puller.concurrent(server.ref(), args.concurrency)
                 settle_counts(reg)
@@ -448,7 +455,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
                 target.conc_gets = blob_gets(reg, digests)
                 log(f"{target.name} {args.concurrency} concurrent cold pulls: {wall:.2f}s, "
                     f"upstream blob GETs {sorted(target.conc_gets.values())}")
-            shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(server.data_dir, ignore_errors=True)
         reg.clear_requests()
         wall, each = puller.concurrent(f"{reg.host}/{IMAGE_NAME}:{IMAGE_TAG}", args.concurrency)
         settle_counts(reg)
@@ -473,7 +480,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
                         target.blob_cold_ms.append(curl_ms(url, layer["size"]))
                         settle_counts(reg, quiet=0.3)  # distproxy: its background store
                         target.blob_warm_ms.append(curl_ms(url, layer["size"]))
-                shutil.rmtree(tmp / f"{target.name}-blobs-{i}", ignore_errors=True)
+                shutil.rmtree(server.data_dir, ignore_errors=True)
         log("single-blob GETs done")
 
     report(args, puller, [direct, raw, vault, dist], vault_cold_log)
@@ -599,8 +606,8 @@ def main() -> None:
         finally:
             if args.keep:
                 kept = Path(str(tmp) + "-kept")
-                shutil.copytree(tmp, kept, ignore=shutil.ignore_patterns("pull-*", "storage",
-                                                                         "blobs"))
+                shutil.copytree(tmp, kept, ignore=shutil.ignore_patterns(
+                    "pull-*", "storage", "cache", "img"))
                 print(f"logs and configs kept in {kept}")
 
 
