@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
@@ -80,7 +79,7 @@ class App:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.monotonic()
         rid = environ.get("HTTP_X_REQUEST_ID", "")
-        rid = rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex[:16]
+        rid = rid if _REQUEST_ID.match(rid) else os.urandom(8).hex()
         method = environ["REQUEST_METHOD"]
         raw_path = urlsplit(environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")).path
         token = REQUEST_ID.set(rid)
@@ -128,6 +127,7 @@ class App:
                 route: Route) -> Reply:
         request = Request(method, safe_path(route.rest), environ.get("QUERY_STRING", ""),
                           _request_headers(environ), route.mount)
+        environ["artifact_vault.headers"] = request.headers
         return backend.handle(request)
 
     def _render(self, environ: dict[str, Any], method: str,
@@ -142,7 +142,8 @@ class App:
             return reply.status, dict(reply.headers), body
         served = reply.served
         try:
-            d = deliver(method, _request_headers(environ), served)
+            d = deliver(method, environ.get("artifact_vault.headers") or _request_headers(environ),
+                        served)
         except RangeNotSatisfiable as exc:
             return 416, {"Content-Range": f"bytes */{exc.size}", "Content-Length": "0"}, ()
         headers = {**d.headers, **{k.lower(): v for k, v in reply.headers.items()}}
@@ -242,8 +243,7 @@ class _AccessRecord:
 
     def finished(self, sent: int) -> None:
         elapsed = time.monotonic() - self.started
-        self.metrics.requests.labels(self.backend, self.cache or "-", str(self.status)).inc()
-        self.metrics.bytes_served.labels(self.backend).inc(sent)
+        self.metrics.request_done(self.backend, self.cache or "-", self.status, sent)
         access_log.info("%s %s %d %dB %.3fs cache=%s upstream=%.3fs", self.method, self.path,
                         self.status, sent, elapsed, self.cache or "-", self.upstream_time,
                         extra={"request_id": self.request_id, "fields": {

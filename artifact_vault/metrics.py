@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -30,6 +31,19 @@ class Metrics:
                                 "The upstream's last ratelimit-remaining header", ["backend"],
                                 registry=r)
         self._fills = Gauge("vault_fills_in_progress", "Upstream downloads running", registry=r)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def request_done(self, backend: str, cache: str, code: int, sent: int) -> None:
+        """Count one finished request. Label children are kept: ``labels()`` costs more than
+        the increment, and this runs for every request."""
+        key = (backend, cache, code)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(backend, cache, str(code)),
+                        self.bytes_served.labels(backend))
+            self._children[key] = children
+        children[0].inc()
+        children[1].inc(sent)
 
     def watch_cache(self, totals: Callable[[], tuple[int, int]]) -> None:
         """Report cache entries and bytes, read at scrape time from ``totals()``."""

@@ -24,18 +24,22 @@ class BlobStore:
         self.tmp_dir = root / "tmp"
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._prefix = f"{self.blob_dir}{os.sep}"
 
     def path(self, digest: str) -> Path:
-        # The digest comes from our own hashing or the index; the check keeps a corrupted index
-        # row from naming a path outside the store.
+        return Path(self._file(digest))
+
+    def _file(self, digest: str) -> str:
+        # Plain strings, not pathlib: this runs twice per cache hit. The digest comes from our
+        # own hashing or the index; the check keeps a corrupted row from naming another path.
         if not _HEX64.match(digest):
             raise ValueError(f"not a sha256 hex digest: {digest!r}")
-        return self.blob_dir / digest[:2] / digest
+        return f"{self._prefix}{digest[:2]}{os.sep}{digest}"
 
     def has(self, digest: str, size: int) -> bool:
         """True if the blob is on disk with the expected size (a cheap guard against loss)."""
         try:
-            return os.stat(self.path(digest)).st_size == size
+            return os.stat(self._file(digest)).st_size == size
         except (OSError, ValueError):
             return False
 

@@ -32,6 +32,11 @@ CREATE INDEX IF NOT EXISTS entries_lru ON entries (last_access);
 CREATE INDEX IF NOT EXISTS entries_digest ON entries (digest);
 """
 _TOUCH_FLUSH_SECONDS = 5.0
+# Lookups are remembered this long: a hot key is read from SQLite once a second, not once per
+# request. Writes through this Index forget the key at once; another process's writes (the
+# CLI) are seen within this time.
+_RECENT_SECONDS = 1.0
+_RECENT_MAX = 50_000
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class Index:
         self._db.executescript(_SCHEMA)
         self._touched: dict[str, float] = {}
         self._last_flush = time.monotonic()
+        self._recent: dict[str, tuple[float, Entry | None]] = {}
 
     def close(self) -> None:
         self.flush_access()
@@ -73,9 +79,17 @@ class Index:
             self._db.close()
 
     def get(self, key: str) -> Entry | None:
+        now = time.monotonic()
+        recent = self._recent.get(key)
+        if recent is not None and now - recent[0] < _RECENT_SECONDS:
+            return recent[1]
         with self._lock:
             row = self._db.execute("SELECT * FROM entries WHERE key = ?", (key,)).fetchone()
-        return _entry(row) if row else None
+            entry = _entry(row) if row else None
+            if len(self._recent) >= _RECENT_MAX:
+                self._recent.clear()
+            self._recent[key] = (now, entry)
+        return entry
 
     def put(self, entry: Entry) -> None:
         with self._lock:
@@ -85,11 +99,13 @@ class Index:
                  json.dumps(dict(entry.headers)), entry.fetched_at, entry.fresh_until,
                  entry.last_access))
             self._touched.pop(entry.key, None)
+            self._recent.pop(entry.key, None)
 
     def delete(self, key: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM entries WHERE key = ?", (key,))
             self._touched.pop(key, None)
+            self._recent.pop(key, None)
 
     def refresh(self, key: str, fresh_until: float | None, headers: Mapping[str, str]) -> None:
         """Record a successful revalidation (a 304): new freshness, possibly new validators."""
@@ -97,6 +113,7 @@ class Index:
             self._db.execute(
                 "UPDATE entries SET fresh_until = ?, headers = ?, fetched_at = ? WHERE key = ?",
                 (fresh_until, json.dumps(dict(headers)), time.time(), key))
+            self._recent.pop(key, None)
 
     def touch(self, key: str) -> None:
         """Note a read for LRU; written to disk at most every few seconds."""
