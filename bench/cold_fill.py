@@ -46,8 +46,8 @@ def one_run(run: str, nginx: Nginx, vault: Vault, run_dir: Path, clients: int, s
             "match the file)")
     else:
         same = "not checked"
-    return [run, len(lines), upstream_s, f"{wall:.2f}", f"{min(times):.2f}", f"{statistics.median(times):.2f}",
-            f"{max(times):.2f}", f"{ok}/{clients}",
+    return [run, len(lines), upstream_s, f"{wall:.2f}", f"{min(times):.2f}",
+            f"{statistics.median(times):.2f}", f"{max(times):.2f}", f"{ok}/{clients}",
             " ".join(f"{k}={v}" for k, v in sorted(xcache.items())), same]
 
 
@@ -82,8 +82,8 @@ def main() -> None:
     print(f"\ncold_fill: {args.size_mb} MiB file, {args.clients} concurrent clients (curl), "
           f"upstream nginx limit_rate {args.rate}; Vault log_level INFO; {env}")
     print(f"single direct download from nginx: {direct.seconds:.2f} s ({direct.mib_s:.0f} MiB/s)")
-    print_table(["run", "upstream GETs", "upstream s", "wall s (all)", "client min s", "median s", "max s",
-                 "complete", "X-Cache", "all sha256 equal"], rows)
+    print_table(["run", "upstream GETs", "upstream s", "wall s (all)", "client min s",
+                 "median s", "max s", "complete", "X-Cache", "all sha256 equal"], rows)
     discard_wall = float(rows[0][3])
     print(f"wall time of all {args.clients} through Vault / one direct download: "
           f"{discard_wall / direct.seconds:.2f}x (discard run)")

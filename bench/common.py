@@ -4,14 +4,20 @@ Everything runs on 127.0.0.1 only, in a temp dir that is removed at the end, and
 process started here is stopped at the end, also on error, Ctrl-C, SIGTERM or the script's
 time limit (children also get SIGTERM from the kernel if the script itself dies: PDEATHSIG).
 
+    guard(seconds)              SIGTERM -> SystemExit, and a time limit for the whole script
+    temp_dir()                  a temp dir that is always removed
     free_port()                 a free TCP port on 127.0.0.1
     make_file(path, size)       a file of pseudo-random bytes, written 1 MiB at a time
     Nginx(root, ...)            nginx serving a directory with sendfile on (optionally rate-limited)
     Vault(base_url, ...)        `python main.py --config CFG` with one http backend at /files/
     BareWaitress(path)          bench/bare_waitress.py: waitress returning one file, nothing else
-    RssSampler(pid)             polls VmRSS and VmHWM of a process from /proc/PID/status
+    vm_hwm(pid), RssSampler     peak RSS (VmHWM) of a process; a poller of VmRSS and threads
+    cpu_seconds(pid)            CPU time used by a process (and its children)
+    split_cpus()                which CPUs to pin a server and its load generator to
     wrk(url, ...)               runs wrk and parses Requests/sec, latency and errors
     curl_get(url, ...)          one download with curl; returns status, bytes, seconds
+    parallel_curl(urls, ...)    N downloads at once, optionally each hashed (sha256)
+    environment()               waits for a quiet machine; one line describing it and the code
     print_table(headers, rows)  the small stdout table every script prints
 """
 
@@ -43,6 +49,7 @@ _VENV_PY = ROOT / ".venv" / "bin" / "python"
 PYTHON = str(_VENV_PY) if _VENV_PY.exists() else sys.executable
 MiB = 1024 * 1024
 HOST = "127.0.0.1"
+NGINX_BIN = shutil.which("nginx") or "/usr/sbin/nginx"  # /usr/sbin is not on every user's PATH
 
 
 # -- process hygiene --------------------------------------------------------------------------
@@ -86,7 +93,9 @@ class BenchTimeout(Exception):
 
 def guard(seconds: int) -> None:
     """Turn SIGTERM into SystemExit and bound the whole script with SIGALRM, so every
-    ``with``/``finally`` cleanup runs however the script ends (short of SIGKILL)."""
+    ``with``/``finally`` cleanup runs however the script ends (short of SIGKILL). The limit
+    is ``seconds`` plus the wait for a quiet machine (see ``wait_for_quiet``)."""
+    seconds += int(float(os.environ.get("BENCH_QUIET_WAIT", 120)))
     def on_term(signum: int, _frame: Any) -> None:
         raise SystemExit(128 + signum)
 
@@ -140,14 +149,6 @@ def make_file(path: Path, size: int, block: int = MiB) -> str:
             f.write(data)
             sha.update(data)
             left -= len(data)
-    return sha.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        while data := f.read(MiB):
-            sha.update(data)
     return sha.hexdigest()
 
 
@@ -223,17 +224,18 @@ def parallel_curl(urls: Sequence[str], workdir: Path, hash_bodies: bool = False,
         for i, url in enumerate(urls):
             hdr, wout = workdir / f"client{i}.headers", workdir / f"client{i}.w"
             args = [*curl_args(url, max_time), "-D", str(hdr), "-w", "%{stderr}" + _CURL_FMT]
-            err = open(wout, "wb")
-            if hash_bodies:
-                curl = popen(args, stdout=subprocess.PIPE, stderr=err)
-                hasher = popen(HASHER, stdin=curl.stdout, stdout=subprocess.PIPE)
-                assert curl.stdout is not None
-                curl.stdout.close()  # sha256sum holds the read end now
-            else:
-                curl = popen([*args, "-o", "/dev/null"], stdout=subprocess.DEVNULL, stderr=err)
-                hasher = None
-            err.close()
-            procs.append((curl, hasher, hdr, wout))
+            with open(wout, "wb") as err:
+                if hash_bodies:
+                    curl = popen(args, stdout=subprocess.PIPE, stderr=err)
+                    procs.append((curl, None, hdr, wout))
+                    hasher = popen(HASHER, stdin=curl.stdout, stdout=subprocess.PIPE)
+                    assert curl.stdout is not None
+                    curl.stdout.close()  # the hasher holds the read end now
+                    procs[-1] = (curl, hasher, hdr, wout)
+                else:
+                    curl = popen([*args, "-o", "/dev/null"], stdout=subprocess.DEVNULL,
+                                 stderr=err)
+                    procs.append((curl, None, hdr, wout))
         for curl, hasher, _, _ in procs:
             curl.wait(max_time + 10)
             if hasher is not None:
@@ -404,7 +406,7 @@ class Nginx:
             conf.write_text(_NGINX_CONF.format(dir=self.dir, user=user, host=HOST, port=self.port,
                                                root=self.root, rate=self.rate,
                                                workers=self.workers))
-            self.proc = popen(["nginx", "-p", str(self.dir), "-c", str(conf),
+            self.proc = popen([NGINX_BIN, "-p", str(self.dir), "-c", str(conf),
                                "-e", str(self.dir / "error.log")], cpus=self.cpus,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
@@ -548,7 +550,8 @@ class BareWaitress:
             port = free_port()
             self.proc = popen([PYTHON, str(BENCH / "bare_waitress.py"), str(self.path),
                                "--port", str(port), "--threads", str(self.threads)],
-                              cpus=self.cpus, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              cpus=self.cpus, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
             self.url = f"http://{HOST}:{port}/"
             try:
                 wait_http(self.url, proc=self.proc)
@@ -638,9 +641,10 @@ def busy_fraction(seconds: float = 1.0) -> float:
 
 
 def wait_for_quiet(max_wait: float = 120, threshold: float = 0.15) -> float:
-    """Wait (at most ``max_wait`` s) until the machine is under ``threshold`` busy, so other
-    work does not end up in the figures; returns the last busy fraction seen. BENCH_NO_WAIT=1
-    skips the wait."""
+    """Wait (at most ``max_wait`` s, or $BENCH_QUIET_WAIT) until the machine is under
+    ``threshold`` busy, so other work does not end up in the figures; returns the last busy
+    fraction seen. BENCH_NO_WAIT=1 skips the wait."""
+    max_wait = float(os.environ.get("BENCH_QUIET_WAIT", max_wait))
     deadline = time.monotonic() + (0 if os.environ.get("BENCH_NO_WAIT") else max_wait)
     busy = busy_fraction()
     while busy > threshold and time.monotonic() < deadline:

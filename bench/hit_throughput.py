@@ -6,7 +6,8 @@ A file of pseudo-random bytes is served by nginx (sendfile on, 1 worker); Vault'
 that nginx. One GET through Vault primes its cache (a MISS); then one client (curl, body to
 /dev/null) downloads the file, best of N, from nginx directly and from Vault (HIT, served
 through waitress's wsgi.file_wrapper path). Vault runs at log_level INFO (one access-log line
-per request, as in production). Prints MiB/s and the ratio Vault / nginx.
+per request, as in production). Prints MiB/s and the ratio Vault / nginx; the priming GET's
+speed is shown too (one client reading a fill as it is written, upstream not rate-limited).
 """
 
 from __future__ import annotations

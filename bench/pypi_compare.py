@@ -77,6 +77,7 @@ JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 PAGE_PROJECT = "numpy"
 CLIENT_TIMEOUT = 900
+CLIENT_HTTP_TIMEOUT: int | None = None  # --client-timeout: pip --timeout, UV_HTTP_TIMEOUT
 
 
 # -- process hygiene --------------------------------------------------------------------------
@@ -350,6 +351,8 @@ def client_env(work: Path) -> dict[str, str]:
            if not k.startswith(("PIP_", "UV_")) and "proxy" not in k.lower()}
     env.update(UV_NO_CONFIG="1", UV_CACHE_DIR=str(work / "uv-cache"),
                UV_PYTHON_DOWNLOADS="never", PIP_CONFIG_FILE=os.devnull)
+    if CLIENT_HTTP_TIMEOUT:
+        env["UV_HTTP_TIMEOUT"] = str(CLIENT_HTTP_TIMEOUT)
     if os.path.exists(SYSTEM_CA):
         env.setdefault("SSL_CERT_FILE", SYSTEM_CA)
     return env
@@ -380,6 +383,8 @@ def run_client(client: str, index_url: str, work: Path) -> Run:
             args = [PYTHON, "-m", "pip", "--isolated", "--disable-pip-version-check",
                     "--no-cache-dir", "download", "-d", str(scratch / "dl"), "-r", str(REQS),
                     "--index-url", index_url, "--progress-bar", "off"]
+            if CLIENT_HTTP_TIMEOUT:
+                args += ["--timeout", str(CLIENT_HTTP_TIMEOUT)]
         else:
             subprocess.run([UV, "venv", "-q", "-p", PYTHON, str(scratch / "venv")], env=env,
                            check=True, capture_output=True, timeout=120, preexec_fn=_pdeathsig)
@@ -667,6 +672,8 @@ def profile_pass(clients: list[str], args: argparse.Namespace, work: Path, bench
 def report(args: argparse.Namespace, targets: list[str], clients: list[str],
            cells: dict[tuple[str, str], Cell], wrks: dict[tuple[str, str], WrkResult],
            profiles: dict[str, tuple[Path, str]]) -> None:
+    if CLIENT_HTTP_TIMEOUT:
+        print(f"\nclient HTTP timeout: {CLIENT_HTTP_TIMEOUT} s (pip --timeout, UV_HTTP_TIMEOUT)")
     print(f"\nrequirements: {REQS.relative_to(ROOT)} ({expected_count()} pinned packages); "
           f"cold = fresh server on an empty cache ({args.cold_rounds} round(s), median), "
           f"warm = same server after its fills settled ({args.warm_rounds} round(s), min)\n")
@@ -769,7 +776,12 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="keep server logs and profiles in this dir")
     ap.add_argument("--keep", action="store_true", help="do not remove the temp dir")
     ap.add_argument("--time-limit", type=int, default=5400, help="seconds for the whole run")
+    ap.add_argument("--client-timeout", type=int, default=None,
+                    help="HTTP read timeout for the clients (pip --timeout, UV_HTTP_TIMEOUT); "
+                         "default: theirs (pip 15 s, uv 30 s), which devpi's cold pages exceed")
     args = ap.parse_args()
+    global CLIENT_HTTP_TIMEOUT
+    CLIENT_HTTP_TIMEOUT = args.client_timeout
     targets = [t for t in args.targets.split(",") if t]
     clients = [c for c in args.clients.split(",") if c]
     if bad := [t for t in targets if t not in TARGETS] + [c for c in clients

@@ -17,7 +17,7 @@ import argparse
 import collections
 
 from common import (MiB, Nginx, RssSampler, Vault, environment, guard, http_head, make_file,
-                    parallel_curl, print_table, proc_status, temp_dir)
+                    parallel_curl, print_table, proc_status, temp_dir, vm_hwm)
 
 
 def main() -> None:
@@ -50,7 +50,7 @@ def main() -> None:
                     with RssSampler(vault.pid) as sampler:
                         wall, results, headers_all = parallel_curl(
                             [url] * args.clients, run_dir, max_time=600)
-                    hwm = proc_status(vault.pid)["VmHWM"]
+                    hwm = vm_hwm(vault.pid)  # the high-water mark, read before the stop
                 upstream = len(nginx.requests_for("/big.bin", since=offset))
                 ok = sum(1 for r in results if r.status == 200 and r.size == size
                          and r.exit_code == 0)

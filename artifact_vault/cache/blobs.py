@@ -27,9 +27,9 @@ class BlobStore:
         self._prefix = f"{self.blob_dir}{os.sep}"
 
     def path(self, digest: str) -> Path:
-        return Path(self._file(digest))
+        return Path(self.file(digest))
 
-    def _file(self, digest: str) -> str:
+    def file(self, digest: str) -> str:
         # Plain strings, not pathlib: this runs twice per cache hit. The digest comes from our
         # own hashing or the index; the check keeps a corrupted row from naming another path.
         if not _HEX64.match(digest):
@@ -39,7 +39,7 @@ class BlobStore:
     def has(self, digest: str, size: int) -> bool:
         """True if the blob is on disk with the expected size (a cheap guard against loss)."""
         try:
-            return os.stat(self._file(digest)).st_size == size
+            return os.stat(self.file(digest)).st_size == size
         except (OSError, ValueError):
             return False
 

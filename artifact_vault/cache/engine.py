@@ -106,7 +106,7 @@ class Served:
     cache_status: str  # HIT, MISS, STALE, REVALIDATED or BYPASS
     size: int | None
     headers: Mapping[str, str]
-    path: Path | None = None
+    path: str | None = None  # a str, not a Path: built on every hit
     fill: Fill | None = None
     stream: _Verified | None = None
     fetched_at: float | None = None
@@ -232,7 +232,7 @@ class Cache:
 
     def _hit(self, entry: Entry, status: str) -> Served:
         assert entry.digest is not None
-        return Served(status, entry.size, entry.headers, path=self.blobs.path(entry.digest),
+        return Served(status, entry.size, entry.headers, path=self.blobs.file(entry.digest),
                       fetched_at=entry.fetched_at, digest=entry.digest)
 
     def _join(self, backend: str, key: str, policy: Policy, fetch: Fetch,
@@ -381,7 +381,7 @@ def _content_length(headers: Mapping[str, str]) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-def _read_file(path: Path, start: int, end: int | None) -> Iterator[bytes]:
+def _read_file(path: str, start: int, end: int | None) -> Iterator[bytes]:
     with open(path, "rb") as f:
         f.seek(start)
         remaining = None if end is None else end - start

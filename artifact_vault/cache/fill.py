@@ -18,7 +18,7 @@ from typing import BinaryIO
 from ..errors import TransferAborted
 from .index import Entry
 
-READ_CHUNK = 1 << 20
+READ_CHUNK = 256 * 1024  # per yield to the server: its buffers hold a few of these per client
 _WAIT_SECONDS = 1.0
 
 

@@ -189,7 +189,7 @@ class PypiBackend(BackendBase):
                 raise UpstreamError("the cache has no room for the project list right now")
             blobs.append(served.path)
             statuses.append(served.cache_status)
-            tags.append(served.path.name)  # the blob's digest: changes when the list does
+            tags.append(served.digest or "")  # changes when the list does
 
         def names() -> Iterator[str]:
             for path in blobs:

@@ -10,7 +10,6 @@ import html
 import json
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from .model import File, Project, normalize
 
@@ -110,7 +109,7 @@ def _hash_attr(metadata: bool | dict[str, str]) -> str:
     return "true"
 
 
-def root_names(blob: Path) -> Iterator[str]:
+def root_names(blob: str) -> Iterator[str]:
     """Project names from a cached upstream root page, read in chunks, never whole."""
     with open(blob, "rb") as f:
         head = f.read(1 << 16)

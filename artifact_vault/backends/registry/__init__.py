@@ -18,6 +18,7 @@ import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from ...cache import Answer, Policy
@@ -131,7 +132,7 @@ class RegistryBackend(BackendBase):
                            "does not include; Vault never converts manifests",
                            code="MANIFEST_UNKNOWN")
         if media_type in oci.INDEXES and served.cache_status == "MISS" and served.path:
-            for child in oci.children(served.path.read_bytes()):
+            for child in oci.children(Path(served.path).read_bytes()):
                 self._prefetch.submit(self._cache_child, name, child)
         return Reply(served=served, cache_status=served.cache_status, headers={
             **oci.API_HEADERS, "Content-Type": media_type, "Docker-Content-Digest": digest,
