@@ -16,6 +16,13 @@ class _Channel(HTTPChannel):
     for a request line that never comes, and every pull would stall for the client's TLS
     timeout (10 s in skopeo)."""
 
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        # waitress reads a cached file in pieces of the socket's send buffer, which Linux sizes
+        # up to 4 MiB: twenty clients meant 80 MiB of transient copies. 512 KiB still sends at
+        # full speed (bench/hit_throughput.py).
+        self.sendbuf_len = min(self.sendbuf_len, 512 * 1024)
+
     def received(self, data: bytes) -> bool:
         if self.request is None and not self.requests and data[:2] == b"\x16\x03":
             self.will_close = True
