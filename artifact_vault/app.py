@@ -37,6 +37,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _UNSAFE_ENCODED = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 StartResponse = Callable[..., Any]
+_SMALL = 64 * 1024
 
 
 def safe_path(raw: str) -> str:
@@ -150,11 +151,18 @@ class App:
         if not d.send_body:
             return d.status, headers, ()
         wrapper = environ.get("wsgi.file_wrapper")
-        if served.path is not None and served.fill is None and wrapper is not None:
-            f = open(served.path, "rb")
-            f.seek(d.start)
-            length = (served.size if d.end is None else d.end) - d.start
-            return d.status, headers, _FileBody(f, wrapper, length)
+        if served.path is not None and served.fill is None:
+            length = (served.size if d.end is None else d.end) - d.start  # type: ignore[operator]
+            if length <= _SMALL:
+                # Small bodies are sent from this thread: handing a file to the server's I/O
+                # loop costs a thread hand-off that is dearer than the copy.
+                with open(served.path, "rb") as f:
+                    f.seek(d.start)
+                    return d.status, headers, [f.read(length)]
+            if wrapper is not None:
+                f = open(served.path, "rb")
+                f.seek(d.start)
+                return d.status, headers, _FileBody(f, wrapper, length)
         return d.status, headers, served.open(d.start, d.end)
 
     def _error(self, environ: dict[str, Any], exc: VaultError,
