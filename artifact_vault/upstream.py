@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import time
 import types
 from collections.abc import Iterator, Mapping
@@ -140,10 +141,12 @@ class Upstream:
         self._allowed = frozenset({self.host, *(h.lower() for h in settings.allowed_redirect_hosts)})
         self.session = requests.Session()
         self.session.trust_env = False  # no ~/.netrc credentials, no surprise proxies
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        context = tls_context(settings.verify_tls, settings.ca_bundle)
+        adapter = _Adapter(context, pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.verify = tls_verify(settings.verify_tls, settings.ca_bundle)
+        # True with our context: requests then adds no CA path of its own to the pools.
+        self.verify = settings.verify_tls
 
     def close(self) -> None:
         self.session.close()
@@ -252,18 +255,41 @@ class Upstream:
         raise error
 
 
-def tls_verify(enabled: bool, ca_bundle: str | None) -> bool | str:
-    """What to verify upstream TLS against: the configured file, else the system's CA store.
+def tls_context(enabled: bool, ca_bundle: str | None) -> ssl.SSLContext | None:
+    """The one TLS context for an upstream: the configured CA file, else the system's store.
 
-    The system store (not requests' bundled one) is what an operator manages: a company CA or
-    a TLS-inspecting gateway is added there, and curl and apt on the same host trust it too."""
+    The system store (not requests' bundled certifi) is what an operator manages: a company
+    CA or a TLS-inspecting gateway is added there, and curl and apt on the same host trust it
+    too. One context per upstream, built once: handing requests a CA *path* makes it reload
+    the file for every new connection (50-300 ms of CPU each, bench/pypi_compare.py)."""
     if not enabled:
-        return False
+        return None
     for candidate in (ca_bundle, os.environ.get("REQUESTS_CA_BUNDLE"),
                       os.environ.get("SSL_CERT_FILE"), *_SYSTEM_CA_FILES):
         if candidate and os.path.isfile(candidate):
-            return candidate
-    return True
+            return ssl.create_default_context(cafile=candidate)
+    return ssl.create_default_context()
+
+
+class _Adapter(HTTPAdapter):
+    """An HTTPAdapter whose pools all use one prepared TLS context."""
+
+    def __init__(self, context: ssl.SSLContext | None, **kw: Any) -> None:
+        self._context = context
+        super().__init__(**kw)
+
+    def init_poolmanager(self, *args: Any, **kw: Any) -> None:
+        if self._context is not None:
+            kw["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kw)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        if self._context is not None and verify:
+            # requests would point every pool at certifi's bundle, to be loaded into our
+            # context again for each connection; the context already holds the right CAs.
+            conn.cert_reqs, conn.ca_certs, conn.ca_cert_dir = "CERT_REQUIRED", None, None
+            return
+        super().cert_verify(conn, url, verify, cert)
 
 
 _SYSTEM_CA_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",

@@ -83,3 +83,61 @@ def test_error_messages_name_the_host_but_not_the_password():
     with pytest.raises(UpstreamError) as info:
         make(username="u", password="hunter2").get(f"{BASE}/f")
     assert "mirror.test" in info.value.message and "hunter2" not in info.value.message
+
+
+@pytest.fixture
+def tls_upstream(tmp_path):
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate; yields (url, cert path)."""
+    import ssl
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", str(cert)
+    server.shutdown()
+    server.server_close()
+
+
+def test_tls_uses_the_configured_ca_and_loads_it_once(tls_upstream, monkeypatch):
+    import ssl
+
+    url, cert = tls_upstream
+    loads = []
+    original = ssl.SSLContext.load_verify_locations
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations",
+                        lambda self, *a, **k: (loads.append(a), original(self, *a, **k))[1])
+    up = Upstream("t", build(UpstreamSettings, {"prefix": "/t/", "base_url": url,
+                                                "ca_bundle": cert, "retries": 0}, "c"), Metrics())
+    for _ in range(3):  # HTTP/1.0: a new connection each time
+        assert b"".join(up.get(f"{url}/x").chunks()) == b"ok"
+    assert len(loads) == 1
+
+
+def test_tls_to_an_untrusted_certificate_fails_clearly(tls_upstream):
+    url, _ = tls_upstream
+    up = Upstream("t", build(UpstreamSettings, {"prefix": "/t/", "base_url": url, "retries": 0},
+                             "c"), Metrics())
+    with pytest.raises(UpstreamError, match="TLS certificate verification failed"):
+        up.get(f"{url}/x")
