@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ UPSTREAM_ACCEPT = f"{render.JSON}, {render.HTML};q=0.2, text/html;q=0.01"
 _NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
 _ID = re.compile(r"^([0-9a-f]{64}|url-[0-9a-f]{40})$")
 _MEMO_BUDGET = 64 * 1024 * 1024
+_EXTRACTABLE_SECONDS = 5.0
 FILE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 
@@ -146,7 +148,7 @@ class PypiBackend(BackendBase):
     def _page(self, request: Request, name: str) -> Reply:
         fmt = _format(request)
         project, served, _ = self._project(name)
-        extractable = self._extractable(name, project)
+        extractable = self._extractable(name, project, served.digest or "")
         # The stored page's digest names its content: the rendering is reused until it changes.
         memo_key = ("rendered", name, served.digest or "", fmt, *sorted(extractable))
         body = self._memo.get(memo_key)
@@ -167,14 +169,26 @@ class PypiBackend(BackendBase):
             headers["Last-Modified"] = formatdate(served.fetched_at, usegmt=True)
         return Reply(status=200, headers=headers, body=[body], cache_status=served.cache_status)
 
-    def _extractable(self, name: str, project: Project) -> set[str]:
-        """Ids of cached wheels whose metadata upstream lacks: Vault can serve it from the wheel."""
-        candidates = {self._file_key(name, _file_id(f), f.filename): _file_id(f)
+    def _extractable(self, name: str, project: Project, digest: str) -> frozenset[str]:
+        """Ids of cached wheels whose metadata upstream lacks: Vault can serve it from the wheel.
+
+        Remembered for a few seconds per page version: with thousands of wheels (numpy) the
+        lookup costs more than the rest of a page hit, and a wheel cached just now may wait a
+        moment before its metadata is announced."""
+        memo_key = ("extractable", name)
+        remembered = self._memo.get(memo_key)
+        now = time.monotonic()
+        if (remembered is not None and remembered[1] == digest
+                and now - remembered[0] < _EXTRACTABLE_SECONDS):
+            return remembered[2]
+        candidates = {self._file_key(name, file_id, f.filename): file_id
                       for f in project.files
-                      if not f.core_metadata and f.filename.endswith(".whl")}
-        if not candidates:
-            return set()
-        return {candidates[k] for k in self._cache.index.existing(list(candidates))}
+                      if not f.core_metadata and f.filename.endswith(".whl")
+                      for file_id in (_file_id(f),)}
+        found = frozenset(candidates[k] for k in self._cache.index.existing(list(candidates))
+                          ) if candidates else frozenset()
+        self._memo.put(memo_key, (now, digest, found), 64 * len(found) + 64)
+        return found
 
     def _root(self, request: Request) -> Reply:
         fmt = _format(request)
@@ -226,6 +240,8 @@ class PypiBackend(BackendBase):
 
         served = self._cache.get(self.name, self._file_key(project, file_id, filename),
                                  Policy(ttl=None, offline=self._offline, digest=digest), fetch)
+        if served.cache_status == "MISS" and filename.endswith(".whl"):
+            self._memo.discard(("extractable", project))  # its metadata can be announced now
         return _file_reply(served, filename)
 
     def _metadata(self, project: str, file_id: str, filename: str) -> Reply:

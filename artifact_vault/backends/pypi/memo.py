@@ -32,3 +32,9 @@ class Memo:
             while self._size > self._budget and len(self._items) > 1:
                 _, (_, dropped) = self._items.popitem(last=False)
                 self._size -= dropped
+
+    def discard(self, key: tuple[str, ...]) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._size -= old[1]

@@ -70,10 +70,18 @@ def _metadata_value(value: object) -> bool | dict[str, str]:
     return bool(value)
 
 
+def _absolute(page_url: str, url: str) -> str:
+    """``url`` made absolute, without its fragment. Most index URLs already are absolute, and
+    skipping urljoin for them makes parsing a large page (numpy: 4000+ files) 3x faster."""
+    if url.startswith(("https://", "http://")) and "#" not in url:
+        return url
+    return urldefrag(urljoin(page_url, url))[0]
+
+
 def _parse_json(doc: dict, page_url: str, name: str) -> Project:
     files = []
     for item in doc["files"]:
-        url = urldefrag(urljoin(page_url, item["url"]))[0]
+        url = _absolute(page_url, str(item["url"]))
         metadata = item.get("core-metadata", item.get("dist-info-metadata", False))
         yanked = item.get("yanked", False)
         files.append(File(
