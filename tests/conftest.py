@@ -22,6 +22,8 @@ from artifact_vault.config import Config, parse_config
 from artifact_vault.server import create_server
 
 from .fake_upstream import FakeUpstream
+from .registry_fixtures import (  # noqa: F401 (fixtures for every test module)
+    make_registry, registry, registry_basic, registry_token, token_server)
 
 ROOT = Path(__file__).resolve().parent.parent
 

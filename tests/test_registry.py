@@ -10,24 +10,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from .registry_fixtures import (  # noqa: F401 (fixtures)
-    CREDS,
+from .registry_fixtures import (
     DOCKER_MANIFEST,
     MANIFEST_ACCEPT,
-    OCI_INDEX,
     PASSWORD,
     USER,
     Registry,
     build_image,
     build_index,
-    make_registry,
     push,
-    registry,
-    registry_basic,
-    registry_token,
     sha256_digest,
     skopeo_copy,
-    token_server,
 )
 
 LAYERS = [b"layer one\n" * 1000, {"bin/app": b"\x7fELF" + b"x" * 50_000, "etc/conf": b"a=1\n"}]

@@ -8,7 +8,7 @@ import json
 import requests
 
 from .fake_upstream import FakeUpstream
-from .registry_fixtures import build_image, make_registry, push, registry  # noqa: F401
+from .registry_fixtures import build_image, push
 
 MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                        "config": {"digest": "sha256:" + "0" * 64, "size": 2}, "layers": []}).encode()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from .registry_fixtures import (  # noqa: F401 (fixtures)
+from .registry_fixtures import (
     CREDS,
     MANIFEST_ACCEPT,
     OCI_INDEX,
@@ -21,15 +21,10 @@ from .registry_fixtures import (  # noqa: F401 (fixtures)
     TokenServer,
     build_image,
     build_index,
-    make_registry,
     push,
-    registry,
-    registry_basic,
-    registry_token,
     sha256_digest,
     skopeo_copy,
     skopeo_inspect_raw,
-    token_server,
 )
 
 

@@ -16,10 +16,8 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import errno
-import hashlib
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -27,15 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from requests.structures import CaseInsensitiveDict
-
 from ..config import CacheSettings
 from ..errors import (IntegrityError, OfflineMiss, TransferAborted, UpstreamError,
                       UpstreamNotFound, VaultError)
 from .blobs import BlobStore
 from .eviction import Evictor
-from .fill import READ_CHUNK, Fill, FillHead
+from .fill import Fill, FillHead
 from .index import Entry, Index
+from .streams import Fetched, Hasher, Verified, content_length, read_file
 
 log = logging.getLogger(__name__)
 
@@ -53,36 +50,6 @@ class Policy:
     digest: str | None = None  # expected sha256 hex, when the backend knows it
     size: int | None = None  # expected length, when the backend knows it
     digest_header: str | None = None  # an upstream header naming the body's "sha256:<hex>"
-
-
-class Fetched(Protocol):
-    """An upstream answer, as the engine needs it (``upstream.UpstreamResponse`` is one)."""
-
-    status: int
-    headers: Mapping[str, str]
-
-    def chunks(self) -> Iterator[bytes]: ...
-
-    def close(self) -> None: ...
-
-
-class Answer:
-    """A ``Fetched`` that Vault made itself: a 304 from a cheaper check (a registry HEAD), or
-    bytes it derived (metadata read out of a cached wheel)."""
-
-    def __init__(self, status: int = 200, body: bytes = b"", content_type: str | None = None) -> None:
-        self.status = status
-        self._body = body
-        self.headers: Mapping[str, str] = CaseInsensitiveDict({"content-length": str(len(body))})
-        if content_type:
-            self.headers["content-type"] = content_type  # type: ignore[index]
-
-    def chunks(self) -> Iterator[bytes]:
-        if self._body:
-            yield self._body
-
-    def close(self) -> None:
-        pass
 
 
 # Called with conditional headers (If-None-Match, If-Modified-Since) when revalidating.
@@ -108,7 +75,7 @@ class Served:
     headers: Mapping[str, str]
     path: str | None = None  # a str, not a Path: built on every hit
     fill: Fill | None = None
-    stream: _Verified | None = None
+    stream: Verified | None = None
     fetched_at: float | None = None
     digest: str | None = None  # sha256 hex of the body, when known before it is sent
 
@@ -119,34 +86,7 @@ class Served:
         if self.stream is not None:
             return iter(self.stream)  # type: ignore[call-overload]
         assert self.path is not None
-        return _read_file(self.path, start, end)
-
-
-class _Hasher:
-    """sha256 on a thread of its own: hashlib releases the GIL on large buffers, so hashing
-    runs alongside receiving and writing instead of after each chunk (a cold fill is CPU-bound
-    on small machines). ``hexdigest`` waits for the last chunk."""
-
-    def __init__(self) -> None:
-        self._sha = hashlib.sha256()
-        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
-        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
-        self._thread.start()
-        self._digest: str | None = None
-
-    def update(self, chunk: bytes) -> None:
-        self._chunks.put(chunk)
-
-    def _run(self) -> None:
-        while (chunk := self._chunks.get()) is not None:
-            self._sha.update(chunk)
-
-    def hexdigest(self) -> str:
-        if self._digest is None:
-            self._chunks.put(None)
-            self._thread.join()
-            self._digest = self._sha.hexdigest()
-        return self._digest
+        return read_file(self.path, start, end)
 
 
 class _NoRoom(Exception):
@@ -199,8 +139,8 @@ class Cache:
             raise
         except _NoRoom:
             resp = fetch({})
-            return Served("BYPASS", _content_length(resp.headers), _kept(resp.headers),
-                          stream=_Verified(resp, policy), digest=policy.digest)
+            return Served("BYPASS", content_length(resp.headers), _kept(resp.headers),
+                          stream=Verified(resp, policy.size, policy.digest), digest=policy.digest)
 
     def cached(self, key: str) -> bool:
         """Whether ``key`` has a usable copy (fresh or not): lets a backend skip work that is
@@ -294,7 +234,7 @@ class Cache:
             if resp.status != 200:
                 raise UpstreamError(f"upstream answered {resp.status} for {fill.key}",
                                     upstream_status=resp.status)
-            size = _content_length(resp.headers)
+            size = content_length(resp.headers)
             if policy.size is not None and size is not None and size != policy.size:
                 raise IntegrityError(f"upstream size {size} for {fill.key} is not the expected "
                                      f"{policy.size}")
@@ -315,7 +255,7 @@ class Cache:
     def _write(self, fill: Fill, resp: Fetched, backend: str, head: FillHead) -> tuple[str, int]:
         """Stream the body to the temp file, hashing as it goes; fsync before returning."""
         temp = fill.temp
-        sha = _Hasher()
+        sha = Hasher()
         written = 0
         try:
             with open(temp, "wb", buffering=0) as f:
@@ -376,49 +316,3 @@ def _kept(headers: Mapping[str, str], only: tuple[str, ...] = KEPT_HEADERS) -> d
     return {name: headers[name] for name in only if headers.get(name)}
 
 
-def _content_length(headers: Mapping[str, str]) -> int | None:
-    value = headers.get("content-length")
-    return int(value) if value and value.isdigit() else None
-
-
-def _read_file(path: str, start: int, end: int | None) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        f.seek(start)
-        remaining = None if end is None else end - start
-        while remaining is None or remaining > 0:
-            data = f.read(READ_CHUNK if remaining is None else min(READ_CHUNK, remaining))
-            if not data:
-                return
-            if remaining is not None:
-                remaining -= len(data)
-            yield data
-
-
-class _Verified:
-    """A pass-through body (nothing is cached) that is still checked: the last chunk is held
-    back until the length and digest are known good, so a bad body is a broken transfer."""
-
-    def __init__(self, resp: Fetched, policy: Policy) -> None:
-        self._resp = resp
-        self._policy = policy
-
-    def __iter__(self) -> Iterator[bytes]:
-        sha, size, held = hashlib.sha256(), 0, b""
-        expected = self._policy.size or _content_length(self._resp.headers)
-        try:
-            for chunk in self._resp.chunks():
-                if held:
-                    yield held
-                sha.update(chunk)
-                size += len(chunk)
-                held = chunk
-        except VaultError as exc:
-            raise TransferAborted(str(exc)) from exc
-        finally:
-            self._resp.close()
-        if expected is not None and size != expected:
-            raise TransferAborted(f"upstream sent {size} bytes, expected {expected}")
-        if self._policy.digest is not None and sha.hexdigest() != self._policy.digest:
-            raise TransferAborted(f"sha256 {sha.hexdigest()} is not the expected {self._policy.digest}")
-        if held:
-            yield held

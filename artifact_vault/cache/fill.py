@@ -17,8 +17,8 @@ from typing import BinaryIO
 
 from ..errors import TransferAborted
 from .index import Entry
+from .streams import READ_CHUNK
 
-READ_CHUNK = 256 * 1024  # per yield to the server: its buffers hold a few of these per client
 _WAIT_SECONDS = 1.0
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from urllib.parse import parse_qs, quote, urlsplit
 
-from ...cache import Answer, Fetched, Policy, Served
+from ...cache import Answer, Fetch, Fetched, Policy, Served
 from ...config import BackendSpec, Duration, SecretStr, Timeout, TimeoutSpec
 from ...errors import (ConfigError, MethodNotAllowed, NotFound, OfflineMiss, UpstreamError,
                        UpstreamNotFound)
@@ -247,32 +247,31 @@ class PypiBackend(BackendBase):
     def _metadata(self, project: str, file_id: str, filename: str) -> Reply:
         key = f"{self.name} metadata {project}/{file_id}/{filename}"
         wheel_key = self._file_key(project, file_id, filename)
-        policy = Policy(ttl=None, offline=self._offline)
+        if self._cache.cached(key):  # no page lookup needed to serve it
+            policy = Policy(ttl=None, offline=self._offline)
 
-        def fetch(_: Mapping[str, str]) -> Fetched:
-            raise AssertionError("only called on a miss, which is planned below")
-
-        if not self._cache.cached(key):
-            if self._cache.cached(wheel_key) and filename.endswith(".whl"):
-                # Vault can answer from the cached wheel, online or not: no upstream involved.
-                policy = Policy(ttl=None)
-
-                def fetch(_: Mapping[str, str]) -> Fetched:
-                    return self._extract(wheel_key, filename)
-            elif self._offline:
-                raise OfflineMiss(f"offline mode is on and the metadata of {filename} is not cached")
-            else:
-                f, upstream = self._listed(project, file_id, filename)
-                if not f.core_metadata:
-                    raise NotFound(f"no metadata for {filename} until the file is cached; "
-                                   "download the file itself")
-                sha = f.core_metadata.get("sha256") if isinstance(f.core_metadata, dict) else None
-                policy = Policy(ttl=None, digest=sha)
-
-                def fetch(_: Mapping[str, str]) -> Fetched:
-                    return upstream.get(f.url + ".metadata", also_allow=urlsplit(f.url).netloc)
+            def fetch(validators: Mapping[str, str]) -> Fetched:
+                return self._metadata_source(project, file_id, filename, wheel_key)[1](validators)
+        else:
+            policy, fetch = self._metadata_source(project, file_id, filename, wheel_key)
         served = self._cache.get(self.name, key, policy, fetch)
         return _file_reply(served, filename + ".metadata")
+
+    def _metadata_source(self, project: str, file_id: str, filename: str,
+                         wheel_key: str) -> tuple[Policy, Fetch]:
+        """Where a file's metadata comes from: the cached wheel (no upstream involved, so
+        even offline), else the upstream's ``.metadata`` file, verified by its hash."""
+        if self._cache.cached(wheel_key) and filename.endswith(".whl"):
+            return Policy(ttl=None), lambda _: self._extract(wheel_key, filename)
+        if self._offline:
+            raise OfflineMiss(f"offline mode is on and the metadata of {filename} is not cached")
+        f, upstream = self._listed(project, file_id, filename)
+        if not f.core_metadata:
+            raise NotFound(f"no metadata for {filename} until the file is cached; "
+                           "download the file itself")
+        sha = f.core_metadata.get("sha256") if isinstance(f.core_metadata, dict) else None
+        return Policy(ttl=None, digest=sha), lambda _: upstream.get(
+            f.url + ".metadata", also_allow=urlsplit(f.url).netloc)
 
     def _extract(self, wheel_key: str, filename: str) -> Answer:
         served = self._cache.get(self.name, wheel_key, Policy(ttl=None, offline=True),
