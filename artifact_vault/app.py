@@ -26,12 +26,11 @@ from .config import Config
 from .delivery import deliver, etag_matches
 from .errors import BadRequest, MethodNotAllowed, RangeNotSatisfiable, VaultError, status_for
 from .exchange import Reply, Request
-from .logs import REQUEST_ID
+from .logs import REQUEST_ID, AccessLog
 from .metrics import Metrics
 from .routing import Route, Router
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("artifact_vault.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _UNSAFE_ENCODED = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
@@ -62,10 +61,11 @@ class App:
     """The WSGI application. Build it with ``build_app``; call ``close`` when done."""
 
     def __init__(self, config: Config, cache: Cache, backends: list[Backend],
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, access_log: AccessLog) -> None:
         self.config = config
         self.cache = cache
         self.metrics = metrics
+        self._access_log = access_log
         self._backends = backends
         self._started = time.time()
         self._own = {"/health": self._health, "/ready": self._ready, "/metrics": self._metrics,
@@ -96,7 +96,8 @@ class App:
         # Time in the backend is upstream time unless the answer came from the cache.
         upstream_time = (time.monotonic() - started
                          if cache_status not in (None, "HIT", "STALE") else 0.0)
-        record = _AccessRecord(self.metrics, backend.name if backend else "-", method, raw_path,
+        record = _AccessRecord(self.metrics, self._access_log, backend.name if backend else "-",
+                               method, raw_path,
                                reply_status, cache_status, rid, started, upstream_time)
         return _wrap_body(body, record.finished)
 
@@ -240,6 +241,7 @@ class _AccessRecord:
     """What the access log line and the request metrics need, once the body is sent."""
 
     metrics: Metrics
+    log: AccessLog
     backend: str
     method: str
     path: str
@@ -252,12 +254,12 @@ class _AccessRecord:
     def finished(self, sent: int) -> None:
         elapsed = time.monotonic() - self.started
         self.metrics.request_done(self.backend, self.cache or "-", self.status, sent)
-        access_log.info("%s %s %d %dB %.3fs cache=%s upstream=%.3fs", self.method, self.path,
-                        self.status, sent, elapsed, self.cache or "-", self.upstream_time,
-                        extra={"request_id": self.request_id, "fields": {
-                            "method": self.method, "path": self.path, "status": self.status,
-                            "bytes": sent, "duration": round(elapsed, 4), "cache": self.cache,
-                            "upstream_time": round(self.upstream_time, 4)}})
+        cache = self.cache or "-"
+        self.log.write(self.request_id, f"{self.method} {self.path} {self.status} {sent}B "
+                       f"{elapsed:.3f}s cache={cache} upstream={self.upstream_time:.3f}s", {
+                           "method": self.method, "path": self.path, "status": self.status,
+                           "bytes": sent, "duration": round(elapsed, 4), "cache": self.cache,
+                           "upstream_time": round(self.upstream_time, 4)})
 
 
 class _FileBody:
@@ -321,4 +323,4 @@ def build_app(config: Config) -> App:
     ctx = Context(cache=cache, metrics=metrics, offline=config.offline,
                   pool_size=config.threads)
     backends: list[Backend] = [BACKENDS[spec.type](spec, ctx) for spec in config.backends]
-    return App(config, cache, backends, metrics)
+    return App(config, cache, backends, metrics, AccessLog(config.log_format))

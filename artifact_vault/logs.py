@@ -6,7 +6,9 @@ import contextvars
 import json
 import logging
 import sys
+import threading
 import time
+from typing import Any, TextIO
 
 # The id of the request being handled; fill threads inherit the id of the request that
 # started them, so a failed download can be traced to who asked for it.
@@ -49,3 +51,41 @@ def setup_logging(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("urllib3").setLevel(max(logging.WARNING, root.level))
+
+
+class AccessLog:
+    """The access log: one line per request, written straight to the log stream.
+
+    It is the one line every request pays for, so it skips the logging machinery (a record
+    object, formatter and filter per line), which cost more than all the rest of a small cache
+    hit (bench/small_rps.py: 0.45 of a bare waitress app with it, 0.85 without). The line has
+    the shape of every other line, text or JSON, and is written only when INFO is enabled."""
+
+    NAME = "artifact_vault.access"
+
+    def __init__(self, fmt: str, stream: TextIO | None = None) -> None:
+        self._json = fmt == "json"
+        self._stream = stream or sys.stderr
+        self._enabled = logging.getLogger(self.NAME).isEnabledFor(logging.INFO)
+        self._lock = threading.Lock()
+        self._second = -1
+        self._stamp = ""
+
+    def write(self, request_id: str, message: str, fields: dict[str, Any]) -> None:
+        if not self._enabled:
+            return
+        now = time.time()
+        if self._json:
+            doc = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)), "level": "INFO",
+                   "logger": self.NAME, "request_id": request_id, "message": message, **fields}
+            line = json.dumps(doc)
+        else:
+            second = int(now)
+            if second != self._second:  # strftime once a second, not once a request
+                self._second = second
+                self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            line = (f"{self._stamp},{int((now - second) * 1000):03d} INFO {self.NAME} "
+                    f"[{request_id}] {message}")
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
