@@ -14,7 +14,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -128,8 +128,7 @@ class App:
     def _handle(self, backend: Backend, environ: dict[str, Any], method: str,
                 route: Route) -> Reply:
         request = Request(method, safe_path(route.rest), environ.get("QUERY_STRING", ""),
-                          _request_headers(environ), route.mount)
-        environ["artifact_vault.headers"] = request.headers
+                          _Headers(environ), route.mount)
         return backend.handle(request)
 
     def _render(self, environ: dict[str, Any], method: str,
@@ -144,8 +143,7 @@ class App:
             return reply.status, dict(reply.headers), body
         served = reply.served
         try:
-            d = deliver(method, environ.get("artifact_vault.headers") or _request_headers(environ),
-                        served)
+            d = deliver(method, _Headers(environ), served)
         except RangeNotSatisfiable as exc:
             return 416, {"Content-Range": f"bytes */{exc.size}", "Content-Length": "0"}, ()
         headers = {**d.headers, **{k.lower(): v for k, v in reply.headers.items()}}
@@ -225,8 +223,24 @@ class App:
             "Content-Length": str(len(body))})
 
 
-def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
-    return {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+class _Headers(Mapping[str, str]):
+    """Request headers by lower-case name, read from the WSGI environ on demand: a request
+    asks for two or three of them, so no dict of all of them is built."""
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        self._environ = environ
+
+    def __getitem__(self, name: str) -> str:
+        return self._environ["HTTP_" + name.upper().replace("-", "_")]  # type: ignore[no-any-return]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and "HTTP_" + name.upper().replace("-", "_") in self._environ
+
+    def __iter__(self) -> Iterator[str]:
+        return (k[5:].replace("_", "-").lower() for k in self._environ if k.startswith("HTTP_"))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _json_reply(status: int, doc: dict[str, Any]) -> Reply:
