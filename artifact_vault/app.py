@@ -114,7 +114,14 @@ class App:
                 reply = self._own[route.mount]()
             else:
                 reply = self._handle(backend, environ, method, route)
-            status, headers, body = self._render(environ, method, reply)
+            try:
+                status, headers, body = self._render(environ, method, reply)
+            except FileNotFoundError:
+                if backend is None:
+                    raise
+                # Evicted between the lookup and open(): asking again refetches it.
+                reply = self._handle(backend, environ, method, route)
+                status, headers, body = self._render(environ, method, reply)
             return backend, status, headers, body, reply.cache_status if backend else None
         except VaultError as exc:
             status, headers, body = self._error(environ, exc, backend)

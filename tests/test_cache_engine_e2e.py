@@ -326,3 +326,23 @@ def test_eviction_does_not_cut_short_a_response_being_read(upstream, make_vault)
     assert vault.app.cache.evictor.make_room(10**18) is False  # evicts everything it can
     assert vault.app.cache.index.totals() == (0, 0)
     assert first + r.raw.read() == body
+
+
+def test_a_blob_evicted_between_lookup_and_open_is_fetched_again(upstream, make_vault, monkeypatch):
+    body = blob(200_000)
+    upstream.add("/ev.bin", body)
+    vault = make_vault([http_backend(upstream.url)])
+    get(f"{vault.url}/files/ev.bin")
+    vault.settle()
+    cache = vault.app.cache
+    original = cache.get
+
+    def get_then_evict(*args, **kw):
+        served = original(*args, **kw)
+        if served.path is not None:
+            cache.evictor.make_room(10**18)  # everything goes, as if another request needed room
+        return served
+
+    monkeypatch.setattr(cache, "get", get_then_evict)
+    r = get(f"{vault.url}/files/ev.bin")
+    assert r.status_code == 200 and r.content == body
