@@ -106,3 +106,22 @@ def test_temp_files_of_running_fills_count_against_max_size(tmp_path):
         assert c.evictor.make_room(8000) is False  # 3000 in flight + 8000 can never fit
     finally:
         c.close()
+
+
+def test_running_totals_match_a_full_recount(tmp_path):
+    from artifact_vault.cache.index import Entry, Index
+
+    index = Index(tmp_path / "i.sqlite")
+    a, b = "a" * 64, "b" * 64
+    index.put(Entry("k1", "x", 200, a, 10))
+    index.put(Entry("k2", "x", 200, a, 10))  # same blob under two keys: counted once
+    index.put(Entry("k3", "x", 404, None, 0))  # a negative entry: no bytes
+    index.put(Entry("k1", "x", 200, b, 7))  # k1 now points elsewhere; a still used by k2
+    assert index.totals() == (3, 17)
+    index.delete("k2")  # a no longer used
+    index.delete("missing")
+    assert index.totals() == (2, 7)
+    with index._lock:
+        index._recount()
+    assert index.totals() == (2, 7)
+    index.close()

@@ -37,6 +37,7 @@ _TOUCH_FLUSH_SECONDS = 5.0
 # CLI) are seen within this time.
 _RECENT_SECONDS = 1.0
 _RECENT_MAX = 50_000
+_RECOUNT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class Index:
         self._touched: dict[str, float] = {}
         self._last_flush = time.monotonic()
         self._recent: dict[str, tuple[float, Entry | None]] = {}
+        with self._lock:
+            self._recount()
 
     def close(self) -> None:
         self.flush_access()
@@ -93,19 +96,50 @@ class Index:
 
     def put(self, entry: Entry) -> None:
         with self._lock:
+            old = self._row_blob(entry.key)
+            shared = entry.digest is not None and self._in_use(entry.digest)
             self._db.execute(
                 "INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?,?,?,?)",
                 (entry.key, entry.backend, entry.status, entry.digest, entry.size,
                  json.dumps(dict(entry.headers)), entry.fetched_at, entry.fresh_until,
                  entry.last_access))
+            self._count += 0 if old else 1
+            if entry.digest is not None and not shared:
+                self._bytes += entry.size
+            self._release(old)
             self._touched.pop(entry.key, None)
             self._recent.pop(entry.key, None)
 
     def delete(self, key: str) -> None:
         with self._lock:
+            old = self._row_blob(key)
             self._db.execute("DELETE FROM entries WHERE key = ?", (key,))
+            self._count -= 1 if old else 0
+            self._release(old)
             self._touched.pop(key, None)
             self._recent.pop(key, None)
+
+    # Running totals, so the evictor (once per fill) need not sum the whole table. Callers
+    # hold the lock. Another process's writes (the CLI) are caught by a periodic recount.
+
+    def _row_blob(self, key: str) -> tuple[str | None, int] | None:
+        row = self._db.execute("SELECT digest, size FROM entries WHERE key = ?", (key,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def _in_use(self, digest: str) -> bool:
+        return self._db.execute("SELECT 1 FROM entries WHERE digest = ? LIMIT 1",
+                                (digest,)).fetchone() is not None
+
+    def _release(self, old: tuple[str | None, int] | None) -> None:
+        if old is not None and old[0] is not None and not self._in_use(old[0]):
+            self._bytes -= old[1]
+
+    def _recount(self) -> None:
+        self._count = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        self._bytes = self._db.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM (SELECT DISTINCT digest, size FROM entries "
+            "WHERE digest IS NOT NULL)").fetchone()[0]
+        self._counted_at = time.monotonic()
 
     def refresh(self, key: str, fresh_until: float | None, headers: Mapping[str, str]) -> None:
         """Record a successful revalidation (a 304): new freshness, possibly new validators."""
@@ -152,11 +186,9 @@ class Index:
     def totals(self) -> tuple[int, int]:
         """(entries, bytes of distinct blobs): what the cache holds on disk."""
         with self._lock:
-            count = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
-            size = self._db.execute(
-                "SELECT COALESCE(SUM(size), 0) FROM (SELECT DISTINCT digest, size FROM entries "
-                "WHERE digest IS NOT NULL)").fetchone()[0]
-        return count, size
+            if time.monotonic() - self._counted_at > _RECOUNT_SECONDS:
+                self._recount()
+            return self._count, self._bytes
 
     def least_recent(self, limit: int = 100) -> Iterator[Entry]:
         """Oldest-accessed entries first: the eviction order."""
