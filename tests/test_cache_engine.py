@@ -125,3 +125,36 @@ def test_running_totals_match_a_full_recount(tmp_path):
         index._recount()
     assert index.totals() == (2, 7)
     index.close()
+
+
+def test_a_short_write_is_completed_not_ignored(tmp_path, monkeypatch):
+    """A raw write may write less than asked (a filling disk): the rest must still be written,
+    or the file would be shorter than what was hashed and verified."""
+    import builtins
+
+    import artifact_vault.cache.engine as engine
+
+    class Short:  # writes at most 100 bytes per call, as a nearly full disk may
+        def __init__(self, f):
+            self._f = f
+
+        def write(self, data):
+            return self._f.write(bytes(data)[:100])
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._f.close()
+
+    monkeypatch.setattr(engine, "open", lambda *a, **k: Short(builtins.open(*a, **k)),
+                        raising=False)
+    c = Cache(tmp_path / "short", CacheSettings(min_free=0), Metrics())
+    try:
+        assert read_all(c, Policy(digest=DIGEST), BODY) == BODY
+        assert c.blobs.path(DIGEST).read_bytes() == BODY
+    finally:
+        c.close()

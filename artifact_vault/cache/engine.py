@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..config import CacheSettings
 from ..errors import (IntegrityError, OfflineMiss, TransferAborted, UpstreamError,
@@ -261,7 +261,7 @@ class Cache:
             with open(temp, "wb", buffering=0) as f:
                 fill.started(head)  # only now: readers open the temp file as soon as they wake
                 for chunk in resp.chunks():
-                    f.write(chunk)
+                    _write_all(f, chunk)
                     sha.update(chunk)
                     written += len(chunk)
                     self._observer.upstream_bytes(backend, len(chunk))
@@ -301,6 +301,17 @@ class Cache:
                                  now + self.settings.negative_ttl, now))
         else:
             self.index.delete(key)
+
+
+def _write_all(f: Any, chunk: bytes) -> None:
+    """Write all of ``chunk``: an unbuffered write may write less (a filling disk), and a
+    short write ignored would leave the file shorter than what was hashed."""
+    view = memoryview(chunk)
+    while view:
+        n = f.write(view)
+        if not n:
+            raise OSError(errno.ENOSPC, "short write")
+        view = view[n:]
 
 
 def _validators(entry: Entry) -> dict[str, str]:
