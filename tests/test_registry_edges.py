@@ -82,3 +82,12 @@ def test_dockerhub_puts_one_segment_names_under_library(registry, make_vault, tm
                          headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
         assert r.status_code == 200 and r.content == pushed.manifest, path
     assert {p for _, p in registry.requests} == {"/v2/library/alpine/manifests/3"}
+
+
+def test_an_upstream_tag_list_in_pages_is_merged(upstream, make_vault):
+    upstream.add("/v2/a/tags/list", b'{"name": "a", "tags": ["1", "2"]}',
+                 headers={"Link": '</v2/a/tags/list?n=2&last=2>; rel="next"'})
+    upstream.add("/v2/a/tags/list?n=2&last=2", b'{"name": "a", "tags": ["3"]}')
+    vault = make_vault([backend(upstream.url)])
+    r = requests.get(f"{vault.url}/v2/r/a/tags/list", timeout=10)
+    assert r.json() == {"name": "a", "tags": ["1", "2", "3"]}

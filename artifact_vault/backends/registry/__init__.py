@@ -19,7 +19,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 from ...cache import Answer, Policy
 from ...config import BackendSpec, Duration, Size
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 _MANIFEST = re.compile(r"^(?P<name>.+)/manifests/(?P<ref>[^/]+)$")
 _BLOB = re.compile(r"^(?P<name>.+)/blobs/(?P<ref>[^/]+)$")
 _TAGS = re.compile(r"^(?P<name>.+)/tags/list$")
+_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+_MAX_TAG_PAGES = 100
 
 
 @dataclass(frozen=True)
@@ -193,8 +195,7 @@ class RegistryBackend(BackendBase):
         served = self._cache.get_complete(
             self.name, f"{self.name} tags {name}",
             Policy(ttl=self._settings.tag_ttl, offline=self._offline),
-            lambda _: self._upstream.get(url, {"Accept": "application/json"},
-                                         scope=f"repository:{name}:pull"))
+            lambda _: self._all_tags(url, name))
         try:
             tags = sorted(str(t) for t in json.loads(b"".join(served.open())).get("tags") or [])
         except (ValueError, AttributeError) as exc:
@@ -214,6 +215,27 @@ class RegistryBackend(BackendBase):
         body = json.dumps({"name": name, "tags": tags}).encode()
         headers["Content-Length"] = str(len(body))
         return Reply(status=200, body=[body], headers=headers, cache_status=served.cache_status)
+
+
+    def _all_tags(self, url: str, name: str) -> Answer:
+        """Every page of the upstream's tag list, merged: registries paginate with a Link
+        header, and Vault answers n/last itself from the whole list."""
+        tags: list[str] = []
+        for _ in range(_MAX_TAG_PAGES):
+            resp = self._upstream.get(url, {"Accept": "application/json"},
+                                      scope=f"repository:{name}:pull")
+            try:
+                tags += json.loads(b"".join(resp.chunks())).get("tags") or []
+            except (ValueError, AttributeError) as exc:
+                raise UpstreamError(f"upstream tag list of {name} is not JSON ({exc})") from None
+            finally:
+                resp.close()
+            match = _NEXT.search(resp.headers.get("link", ""))
+            if not match:
+                break
+            url = urljoin(url, match[1])
+        return Answer(body=json.dumps({"name": name, "tags": tags}).encode(),
+                      content_type="application/json")
 
 
 class DockerHubBackend(RegistryBackend):
