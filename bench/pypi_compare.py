@@ -49,13 +49,11 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import ctypes
 import http.client
 import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -64,9 +62,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import BenchTimeout, _pdeathsig, free_port, guard, print_table  # noqa: E402
+
 _VENV_PY = ROOT / ".venv" / "bin" / "python"
 PYTHON = str(_VENV_PY) if _VENV_PY.exists() else sys.executable
 UV = str(Path(PYTHON).parent / "uv") if (Path(PYTHON).parent / "uv").exists() else "uv"
@@ -78,38 +80,6 @@ SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 PAGE_PROJECT = "numpy"
 CLIENT_TIMEOUT = 900
 CLIENT_HTTP_TIMEOUT: int | None = None  # --client-timeout: pip --timeout, UV_HTTP_TIMEOUT
-
-
-# -- process hygiene --------------------------------------------------------------------------
-
-def _pdeathsig() -> None:
-    """In the child, before exec: get SIGTERM if this script dies (Linux only)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-class BenchTimeout(Exception):
-    pass
-
-
-def guard(seconds: int) -> None:
-    def on_term(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    def on_alarm(_signum: int, _frame: Any) -> None:
-        raise BenchTimeout(f"time limit of {seconds}s reached")
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(seconds)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def log(msg: str) -> None:
@@ -562,17 +532,6 @@ def best(runs: list[Run], how: str) -> float | None:
 
 def fmt_s(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
-
-
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
-              for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
-    print()
 
 
 def bench_target(name: str, clients: list[str], args: argparse.Namespace, work: Path,
