@@ -13,8 +13,8 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -152,9 +152,11 @@ class App:
         try:
             d = deliver(method, _Headers(environ), served)
         except RangeNotSatisfiable as exc:
+            served.discard()
             return 416, {"Content-Range": f"bytes */{exc.size}", "Content-Length": "0"}, ()
         headers = {**d.headers, **{k.lower(): v for k, v in reply.headers.items()}}
         if not d.send_body:
+            served.discard()
             return d.status, headers, ()
         wrapper = environ.get("wsgi.file_wrapper")
         if served.path is not None and served.fill is None:

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..config import CacheSettings
-from ..errors import (IntegrityError, OfflineMiss, TransferAborted, UpstreamError,
-                      UpstreamNotFound, VaultError)
+from ..errors import (IntegrityError, OfflineMiss, UpstreamError, UpstreamNotFound,
+                      VaultError)
 from .blobs import BlobStore
 from .eviction import Evictor
 from .fill import Fill, FillHead
@@ -87,6 +87,11 @@ class Served:
             return iter(self.stream)  # type: ignore[call-overload]
         assert self.path is not None
         return read_file(self.path, start, end)
+
+    def discard(self) -> None:
+        """The body will not be sent (HEAD, 304, 416): release a pass-through's connection."""
+        if self.stream is not None:
+            self.stream.close()
 
 
 class _NoRoom(Exception):
@@ -161,12 +166,7 @@ class Cache:
         served = self.get(backend, key, policy, fetch)
         if served.fill is None:
             return served
-        try:
-            for _ in served.fill.read():
-                pass  # the last byte arrives only after the commit
-        except TransferAborted as exc:  # nothing was sent yet: report the fill's own error
-            cause = exc.__cause__
-            raise cause if isinstance(cause, VaultError) else UpstreamError(str(exc)) from None
+        served.fill.wait_done()  # raises the fill's own error: nothing was sent yet
         done = self.get(backend, key, dataclasses.replace(policy, offline=True), fetch)
         return dataclasses.replace(done, cache_status=served.cache_status)
 
@@ -204,7 +204,6 @@ class Cache:
             self._forget(fill)  # first: the next request must start a new fill
             fill.failed(exc)
         finally:
-            self._forget(fill)
             self._observer.fill_ended()
 
     def _forget(self, fill: Fill) -> None:
@@ -244,8 +243,8 @@ class Cache:
             digest, written = self._write(fill, resp, backend, FillHead(size, headers))
         finally:
             resp.close()
-        temp = self._verify(fill, policy, size, digest, written, headers)
-        fill.commit(lambda: self.blobs.commit(temp, digest))
+        self._verify(fill, policy, size, digest, written, headers)
+        fill.commit(lambda: self.blobs.commit(fill.temp, digest))
         entry = Entry(fill.key, backend, 200, digest, written, headers, now, fresh_until, now)
         self.index.put(entry)
         self._forget(fill)  # first: a request from now on finds the entry, a HIT
@@ -253,7 +252,7 @@ class Cache:
         log.debug("committed %s (%d bytes, sha256:%s)", fill.key, written, digest)
 
     def _write(self, fill: Fill, resp: Fetched, backend: str, head: FillHead) -> tuple[str, int]:
-        """Stream the body to the temp file, hashing as it goes; fsync before returning."""
+        """Stream the body to the temp file, hashing as it goes; fdatasync before returning."""
         temp = fill.temp
         sha = Hasher()
         written = 0
@@ -276,8 +275,8 @@ class Cache:
         return sha.hexdigest(), written
 
     def _verify(self, fill: Fill, policy: Policy, size: int | None, digest: str,
-                written: int, headers: Mapping[str, str]) -> Path:
-        temp = fill.temp
+                written: int, headers: Mapping[str, str]) -> None:
+        """Raise IntegrityError (and drop the temp file) unless length and digest check out."""
         problem = None
         announced = headers.get(policy.digest_header or "", "")
         if size is not None and written != size:
@@ -289,10 +288,9 @@ class Cache:
         elif announced.startswith("sha256:") and announced != f"sha256:{digest}":
             problem = f"sha256 {digest} does not match the upstream's {announced}"
         if problem:
-            temp.unlink(missing_ok=True)
+            fill.temp.unlink(missing_ok=True)
             log.error("not caching %s: %s", fill.key, problem)
             raise IntegrityError(f"{fill.key}: {problem}")
-        return temp
 
     def _remember_missing(self, backend: str, key: str) -> None:
         now = time.time()

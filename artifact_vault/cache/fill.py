@@ -56,12 +56,11 @@ class Fill:
             self._written = written
             self._cond.notify_all()
 
-    def commit(self, move: Callable[[], Path]) -> Path:
+    def commit(self, move: Callable[[], Path]) -> None:
         """Run ``move`` (temp file -> blob) under the lock, so a reader opening the file now
         finds it under one name or the other, never neither."""
         with self._cond:
             self._path = move()
-            return self._path
 
     def finished(self, entry: Entry) -> None:
         """The fill ended well: a committed blob, or a refreshed entry (304)."""
@@ -75,10 +74,6 @@ class Fill:
             self._error = error
             self._done = True
             self._cond.notify_all()
-
-    @property
-    def written(self) -> int:
-        return self._written
 
     # -- reader side -------------------------------------------------------------------------
 
@@ -96,6 +91,14 @@ class Fill:
                 raise self._error
             assert self._entry is not None
             return self._entry
+
+    def wait_done(self) -> None:
+        """Block until the fill has ended; raise its error if it failed."""
+        with self._cond:
+            while not self._done:
+                self._cond.wait(_WAIT_SECONDS)
+            if self._error is not None:
+                raise self._error
 
     def read(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Bytes [start, end) as they arrive; the iterator raises TransferAborted if the fill

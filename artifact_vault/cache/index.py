@@ -180,8 +180,7 @@ class Index:
 
     def digest_in_use(self, digest: str) -> bool:
         with self._lock:
-            return self._db.execute("SELECT 1 FROM entries WHERE digest = ? LIMIT 1",
-                                    (digest,)).fetchone() is not None
+            return self._in_use(digest)
 
     def totals(self) -> tuple[int, int]:
         """(entries, bytes of distinct blobs): what the cache holds on disk."""

@@ -94,8 +94,6 @@ def read_file(path: str, start: int, end: int | None) -> Iterator[bytes]:
             yield data
 
 
-
-
 class Verified:
     """A pass-through body (nothing is cached) that is still checked: the last chunk is held
     back until the length and digest are known good, so a bad body is a broken transfer."""
@@ -104,6 +102,10 @@ class Verified:
         self._resp = resp
         self._size = size
         self._digest = digest
+
+    def close(self) -> None:
+        """For a response that sends no body (HEAD, 304): let the connection go."""
+        self._resp.close()
 
     def __iter__(self) -> Iterator[bytes]:
         sha, size, held = hashlib.sha256(), 0, b""
