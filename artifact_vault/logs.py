@@ -17,20 +17,23 @@ REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = REQUEST_ID.get()
+        record.request_id = REQUEST_ID.get()
         return True
+
+
+def json_line(created: float, level: str, logger: str, request_id: str, message: str,
+              **fields: Any) -> str:
+    """One JSON log line; every JSON line, the access log's included, has these keys."""
+    return json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)),
+                       "level": level, "logger": logger, "request_id": request_id,
+                       "message": message, **fields})
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        doc = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
-               "level": record.levelname, "logger": record.name,
-               "request_id": getattr(record, "request_id", "-"), "message": record.getMessage()}
-        doc.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            doc["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(doc)
+        extra = {"traceback": self.formatException(record.exc_info)} if record.exc_info else {}
+        return json_line(record.created, record.levelname, record.name,
+                         getattr(record, "request_id", "-"), record.getMessage(), **extra)
 
 
 def setup_logging(level: str, fmt: str) -> None:
@@ -76,9 +79,7 @@ class AccessLog:
             return
         now = time.time()
         if self._json:
-            doc = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)), "level": "INFO",
-                   "logger": self.NAME, "request_id": request_id, "message": message, **fields}
-            line = json.dumps(doc)
+            line = json_line(now, "INFO", self.NAME, request_id, message, **fields)
         else:
             second = int(now)
             if second != self._second:  # strftime once a second, not once a request

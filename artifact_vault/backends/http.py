@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -31,6 +32,12 @@ class HttpBackend(BackendBase):
     def __init__(self, spec: BackendSpec, ctx: Context) -> None:
         super().__init__(spec, ctx)
         self._upstream = Upstream(self.name, spec.settings, ctx.metrics, pool_size=ctx.pool_size)
+        # One regex for all patterns, built once: this is checked on every request. A pattern
+        # matches the whole path or any tail of it that starts at a '/': "by-hash/*" matches
+        # "dists/bookworm/main/binary-amd64/by-hash/SHA256/ab12...".
+        patterns = [fnmatch.translate(p) for p in spec.settings.immutable]
+        patterns += [fnmatch.translate(f"*/{p}") for p in spec.settings.immutable]
+        self._immutable = re.compile("|".join(patterns)).match if patterns else lambda _: None
 
     def close(self) -> None:
         self._upstream.close()
@@ -49,9 +56,3 @@ class HttpBackend(BackendBase):
 
         served = self._cache.get(self.name, f"{self.name} {url}", policy, fetch)
         return Reply(served=served, cache_status=served.cache_status)
-
-    def _immutable(self, path: str) -> bool:
-        # A pattern matches the whole path or any tail of it that starts at a '/': "by-hash/*"
-        # matches "dists/bookworm/main/binary-amd64/by-hash/SHA256/ab12...".
-        return any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(path, f"*/{p}")
-                   for p in self._settings.immutable)
