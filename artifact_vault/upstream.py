@@ -176,14 +176,15 @@ class Upstream:
         raise AssertionError("unreachable")
 
     def _follow(self, url: str, call: _Call) -> UpstreamResponse:
-        if urlsplit(url).netloc.lower() not in (call.allowed or self._allowed):
-            raise UpstreamError(f"refusing to send a request for {self.backend} to "
-                                f"{urlsplit(url).netloc}: not its upstream", upstream=self.host)
+        # The first hop always goes to a host the config (or the upstream's index) named; only
+        # redirects may go further, and then only as far as ``call.allowed`` says.
+        allowed: frozenset[str] | None = call.allowed or self._allowed
         challenged = False
         for _ in range(_MAX_REDIRECTS + 1):
-            resp = self._send(url, call)
+            resp = self._send(url, call, allowed)
             if resp.status_code in _REDIRECTS and "location" in resp.headers:
                 url = urljoin(url, resp.headers["location"])
+                allowed = call.allowed
                 resp.close()
                 continue
             challenge = resp.headers.get("www-authenticate")
@@ -196,11 +197,11 @@ class Upstream:
         raise UpstreamError(f"upstream {self.host} redirected more than {_MAX_REDIRECTS} times",
                             upstream=self.host)
 
-    def _send(self, url: str, call: _Call) -> requests.Response:
+    def _send(self, url: str, call: _Call, allowed: frozenset[str] | None) -> requests.Response:
         host = urlsplit(url).netloc.lower()
-        if call.allowed is not None and host not in call.allowed:
-            self._observer.upstream_error(self.backend, "redirect_not_allowed")
-            raise UpstreamError(f"upstream {self.host} redirected to {host}, which the config "
+        if allowed is not None and host not in allowed:
+            self._observer.upstream_error(self.backend, "host_not_allowed")
+            raise UpstreamError(f"upstream {self.host} led to {host}, which the config "
                                 "does not allow (see allowed_redirect_hosts)", upstream=self.host)
         own_host = host == self.host  # credentials and configured headers stay on this host
         send = {"User-Agent": f"artifact-vault/{__version__}", "Accept-Encoding": "identity",
