@@ -127,6 +127,20 @@ def test_running_totals_match_a_full_recount(tmp_path):
     index.close()
 
 
+def test_hits_are_counted_in_batches_and_survive_a_refetch(tmp_path):
+    from artifact_vault.cache.index import Entry, Index
+
+    index = Index(tmp_path / "i.sqlite")
+    index.put(Entry("k", "x", 200, "a" * 64, 10))
+    for _ in range(3):
+        index.touch("k")
+    index.flush_access()
+    index.put(Entry("k", "x", 200, "b" * 64, 7))  # refetched: a new body, the same key
+    assert index.get("k").hits == 3
+    index.close()
+    assert Index(tmp_path / "i.sqlite").get("k").hits == 3
+
+
 def test_a_short_write_is_completed_not_ignored(tmp_path, monkeypatch):
     """A raw write may write less than asked (a filling disk): the rest must still be written,
     or the file would be shorter than what was hashed and verified."""

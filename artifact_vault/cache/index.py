@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS entries (
     headers      TEXT NOT NULL,         -- JSON: content-type, etag, last-modified, ...
     fetched_at   REAL NOT NULL,
     fresh_until  REAL,                  -- NULL: immutable, never revalidated
-    last_access  REAL NOT NULL
+    last_access  REAL NOT NULL,
+    hits         INTEGER NOT NULL DEFAULT 0  -- requests served from this entry
 );
 CREATE INDEX IF NOT EXISTS entries_lru ON entries (last_access);
 CREATE INDEX IF NOT EXISTS entries_digest ON entries (digest);
@@ -51,6 +52,7 @@ class Entry:
     fetched_at: float = 0.0
     fresh_until: float | None = None
     last_access: float = 0.0
+    hits: int = 0
 
     @property
     def immutable(self) -> bool:
@@ -70,7 +72,10 @@ class Index:
         self._db.execute("PRAGMA journal_mode=WAL")  # readers in other processes (CLI) never block
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-        self._touched: dict[str, float] = {}
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(entries)")}
+        if "hits" not in columns:  # an index written before hits were counted
+            self._db.execute("ALTER TABLE entries ADD COLUMN hits INTEGER NOT NULL DEFAULT 0")
+        self._touched: dict[str, tuple[float, int]] = {}
         self._last_flush = time.monotonic()
         self._recent: dict[str, tuple[float, Entry | None]] = {}
         with self._lock:
@@ -98,11 +103,16 @@ class Index:
         with self._lock:
             old = self._row_blob(entry.key)
             shared = entry.digest is not None and self._in_use(entry.digest)
+            # A refetch replaces the body but keeps the key's hit count.
             self._db.execute(
-                "INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET "
+                "backend = excluded.backend, status = excluded.status, digest = excluded.digest, "
+                "size = excluded.size, headers = excluded.headers, "
+                "fetched_at = excluded.fetched_at, fresh_until = excluded.fresh_until, "
+                "last_access = excluded.last_access",
                 (entry.key, entry.backend, entry.status, entry.digest, entry.size,
                  json.dumps(dict(entry.headers)), entry.fetched_at, entry.fresh_until,
-                 entry.last_access))
+                 entry.last_access, entry.hits))
             self._count += 0 if old else 1
             if entry.digest is not None and not shared:
                 self._bytes += entry.size
@@ -150,10 +160,10 @@ class Index:
             self._recent.pop(key, None)
 
     def touch(self, key: str) -> None:
-        """Note a read for LRU; written to disk at most every few seconds."""
+        """Note a hit (for LRU and hit counts); written to disk at most every few seconds."""
         now = time.time()
         with self._lock:
-            self._touched[key] = now
+            self._touched[key] = (now, self._touched.get(key, (0.0, 0))[1] + 1)
             due = time.monotonic() - self._last_flush > _TOUCH_FLUSH_SECONDS
         if due:
             self.flush_access()
@@ -163,8 +173,9 @@ class Index:
             touched, self._touched = self._touched, {}
             self._last_flush = time.monotonic()
             if touched:
-                self._db.executemany("UPDATE entries SET last_access = ? WHERE key = ?",
-                                     [(t, k) for k, t in touched.items()])
+                self._db.executemany(
+                    "UPDATE entries SET last_access = ?, hits = hits + ? WHERE key = ?",
+                    [(t, n, k) for k, (t, n) in touched.items()])
 
     def existing(self, keys: list[str]) -> set[str]:
         """Which of ``keys`` have a positive entry: one query per 500 keys, not one per key."""
@@ -207,6 +218,6 @@ class Index:
 
 
 def _entry(row: tuple) -> Entry:
-    key, backend, status, digest, size, headers, fetched_at, fresh_until, last_access = row
+    key, backend, status, digest, size, headers, fetched_at, fresh_until, last_access, hits = row
     return Entry(key, backend, status, digest, size, json.loads(headers), fetched_at,
-                 fresh_until, last_access)
+                 fresh_until, last_access, hits)
