@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,3 +173,23 @@ def test_a_short_write_is_completed_not_ignored(tmp_path, monkeypatch):
         assert c.blobs.path(DIGEST).read_bytes() == BODY
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("digest", [DIGEST, "0" * 64])
+def test_a_spilled_fill_is_still_verified_and_never_committed(cache, monkeypatch, digest):
+    """Disk full after the first chunk: the body is passed on, but only whole and verified."""
+    import artifact_vault.cache.engine as engine
+
+    def full_disk(f, chunk):
+        if f.tell():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        f.write(chunk)
+
+    monkeypatch.setattr(engine, "_write_all", full_disk)
+    if digest == DIGEST:
+        assert read_all(cache, Policy(digest=digest), BODY) == BODY
+    else:
+        with pytest.raises(TransferAborted):
+            read_all(cache, Policy(digest=digest), BODY)
+    assert cache.index.get("k") is None and cache.index.totals() == (0, 0)
+    assert list(cache.blobs.tmp_dir.iterdir()) == []

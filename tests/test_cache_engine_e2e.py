@@ -5,6 +5,7 @@ Caching is proved by counting: the fake upstream counts its requests per path.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -281,6 +282,50 @@ def test_full_disk_passes_the_body_through_and_commits_nothing(upstream, make_va
         r = get(f"{vault.url}/files/p.bin")
         assert (r.content == body, r.headers["X-Cache"]) == (True, "BYPASS")
     assert vault.app.cache.index.totals() == (0, 0)
+
+
+def test_a_disk_that_fills_mid_download_still_gives_every_client_the_whole_body(
+        upstream, make_vault, monkeypatch):
+    """ENOSPC at 2 MB of a 12 MB fill: the rest reaches the readers from a bounded memory
+    window (smaller than the body, so the writer has to wait for a slow reader); nothing is
+    committed; when space returns, the next request caches it."""
+    import artifact_vault.cache.engine as engine
+
+    body = blob(12 * MB)
+    upstream.add("/f.bin", body, trickle=0.001)
+    vault = make_vault([http_backend(upstream.url)])
+    real_write = engine._write_all
+
+    def full_disk(f, chunk):
+        if f.tell() + len(chunk) > 2 * MB:
+            real_write(f, bytes(chunk)[:1000])  # a partial write, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(f, chunk)
+
+    monkeypatch.setattr(engine, "_write_all", full_disk)
+
+    def fetch(slow: bool) -> str:
+        with get(f"{vault.url}/files/f.bin", stream=True) as r:
+            sha = hashlib.sha256()
+            for chunk in r.iter_content(256 * 1024):
+                sha.update(chunk)
+                if slow:
+                    time.sleep(0.01)
+            return sha.hexdigest()
+
+    with ThreadPoolExecutor(6) as pool:
+        digests = list(pool.map(fetch, [True] + [False] * 5))
+    assert digests == [hashlib.sha256(body).hexdigest()] * 6
+    assert upstream.count("/f.bin") == 1
+    vault.settle()
+    assert vault.app.cache.index.totals() == (0, 0)
+    assert list(vault.app.cache.blobs.tmp_dir.iterdir()) == []
+
+    monkeypatch.setattr(engine, "_write_all", real_write)  # space is back
+    assert get(f"{vault.url}/files/f.bin").content == body
+    again = get(f"{vault.url}/files/f.bin")
+    assert (again.headers["X-Cache"], again.content == body) == ("HIT", True)
+    assert upstream.count("/f.bin") == 2
 
 
 def test_missing_upstream_with_nothing_cached_is_a_502_naming_the_upstream(make_vault):

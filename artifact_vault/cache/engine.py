@@ -89,9 +89,12 @@ class Served:
         return read_file(self.path, start, end)
 
     def discard(self) -> None:
-        """The body will not be sent (HEAD, 304, 416): release a pass-through's connection."""
+        """The body will not be sent (HEAD, 304, 416): release a pass-through's connection,
+        or a fill's hold on its temp file."""
         if self.stream is not None:
             self.stream.close()
+        if self.fill is not None:
+            self.fill.release()
 
 
 class _NoRoom(Exception):
@@ -166,7 +169,10 @@ class Cache:
         served = self.get(backend, key, policy, fetch)
         if served.fill is None:
             return served
+        served.discard()  # read from the committed entry below, not from the fill
         served.fill.wait_done()  # raises the fill's own error: nothing was sent yet
+        if served.fill.entry is None:
+            raise UpstreamError(f"disk full: could not keep {key}")
         done = self.get(backend, key, dataclasses.replace(policy, offline=True), fetch)
         return dataclasses.replace(done, cache_status=served.cache_status)
 
@@ -240,10 +246,13 @@ class Cache:
             if size is not None and not self.evictor.make_room(size):
                 raise _NoRoom()
             headers = _kept(resp.headers)
-            digest, written = self._write(fill, resp, backend, FillHead(size, headers))
+            digest, written, kept = self._write(fill, resp, backend, FillHead(size, headers))
         finally:
             resp.close()
         self._verify(fill, policy, size, digest, written, headers)
+        if not kept:
+            fill.finished(None)  # every reader got the whole, verified body; nothing is kept
+            return
         fill.commit(lambda: self.blobs.commit(fill.temp, digest))
         entry = Entry(fill.key, backend, 200, digest, written, headers, now, fresh_until, now)
         self.index.put(entry)
@@ -251,28 +260,58 @@ class Cache:
         fill.finished(entry)
         log.debug("committed %s (%d bytes, sha256:%s)", fill.key, written, digest)
 
-    def _write(self, fill: Fill, resp: Fetched, backend: str, head: FillHead) -> tuple[str, int]:
-        """Stream the body to the temp file, hashing as it goes; fdatasync before returning."""
+    def _write(self, fill: Fill, resp: Fetched, backend: str,
+               head: FillHead) -> tuple[str, int, bool]:
+        """Stream the body to the temp file, hashing as it goes; fdatasync before returning.
+
+        Returns (sha256, length, kept). If the disk fills up, the fill spills: the readers get
+        the rest from memory, and ``kept`` is False (nothing may be committed)."""
         temp = fill.temp
         sha = Hasher()
         written = 0
+        spilled = False
         try:
             with open(temp, "wb", buffering=0) as f:
                 fill.started(head)  # only now: readers open the temp file as soon as they wake
                 for chunk in resp.chunks():
-                    _write_all(f, chunk)
+                    if not spilled:
+                        spilled = not self._write_or_spill(fill, f, chunk, written)
+                    if spilled:
+                        fill.hand_over(chunk, written + len(chunk))
                     sha.update(chunk)
                     written += len(chunk)
                     self._observer.upstream_bytes(backend, len(chunk))
-                    fill.advanced(written)
-                os.fdatasync(f.fileno())  # data and size; cheaper than fsync
-        except BaseException as exc:
+                    if not spilled:
+                        fill.advanced(written)
+                if not spilled:
+                    spilled = not self._write_or_spill(fill, f, None, written)
+        except BaseException:
             sha.hexdigest()  # stops its thread
             temp.unlink(missing_ok=True)
-            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                raise UpstreamError(f"disk full while caching {fill.key}") from exc
             raise
-        return sha.hexdigest(), written
+        if spilled:
+            fill.wait_opened()
+            temp.unlink(missing_ok=True)  # readers keep their open file
+        return sha.hexdigest(), written, not spilled
+
+    def _write_or_spill(self, fill: Fill, f: Any, chunk: bytes | None, at: int) -> bool:
+        """Write ``chunk`` at ``at`` (None: fdatasync); False if the disk is full, after
+        cutting the file back to ``at`` and switching ``fill`` to spilling."""
+        try:
+            if chunk is None:
+                os.fdatasync(f.fileno())  # data and size; cheaper than fsync
+            else:
+                _write_all(f, chunk)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+        log.warning("disk full while caching %s: passing it through without keeping it", fill.key)
+        if chunk is not None:
+            f.truncate(at)  # a partly written chunk is handed over whole
+        fill.spill(at)
+        self._forget(fill)  # new requests start their own fetch, with their own room check
+        return False
 
     def _verify(self, fill: Fill, policy: Policy, size: int | None, digest: str,
                 written: int, headers: Mapping[str, str]) -> None:

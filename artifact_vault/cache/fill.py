@@ -5,11 +5,17 @@ disconnects cannot stop it: the others, and the cache, still get the whole file.
 the first included, is a reader of the growing temp file. A reader gets each byte as soon as
 the writer has written it, not when the download ends (nginx's proxy_cache_lock makes followers
 wait for the end; distribution fetches again per follower).
+
+If the disk fills up mid-download, the fill *spills*: the bytes already on disk are still read
+from the temp file, and the rest is handed to the readers through a small in-memory window
+that the writer may not run ahead of. The clients get their whole body; nothing is committed.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +26,11 @@ from .index import Entry
 from .streams import READ_CHUNK
 
 _WAIT_SECONDS = 1.0
+# A spilled fill keeps at most this much of the body in memory: the writer waits for the
+# slowest reader, but not forever: a reader that stalls this long loses its place (a broken
+# transfer) rather than stalling the others.
+_WINDOW_BYTES = 4 * 1024 * 1024
+_LAGGARD_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,12 @@ class Fill:
         self._error: BaseException | None = None
         self._written = 0
         self._done = False
+        self._spilled_at: int | None = None  # bytes from here on are in _window, not the file
+        self._window: deque[bytes] = deque()
+        self._window_start = 0
+        self._window_bytes = 0
+        self._readers: dict[object, int] = {}  # where each reader is: a spill waits for them
+        self._pending = 0  # readers given the head that have not opened the file yet
 
     # -- writer side -------------------------------------------------------------------------
 
@@ -56,14 +73,47 @@ class Fill:
             self._written = written
             self._cond.notify_all()
 
+    def spill(self, at: int) -> None:
+        """The disk is full: the file holds bytes [0, at); later ones come by ``hand_over``."""
+        with self._cond:
+            self._spilled_at = self._window_start = at
+
+    def hand_over(self, chunk: bytes, written: int) -> None:
+        """Add a chunk of a spilled fill to the window, first waiting until the readers have
+        taken enough that it stays under its bound."""
+        with self._cond:
+            deadline = time.monotonic() + _LAGGARD_SECONDS
+            while self._window and self._window_bytes + len(chunk) > _WINDOW_BYTES:
+                slowest = 0 if self._pending else min(self._readers.values(),
+                                                      default=self._written)
+                if self._window_start + len(self._window[0]) <= slowest \
+                        or time.monotonic() > deadline:
+                    self._window_bytes -= len(self._window[0])
+                    self._window_start += len(self._window.popleft())
+                else:
+                    self._cond.wait(_WAIT_SECONDS)
+            self._window.append(chunk)
+            self._window_bytes += len(chunk)
+            self._written = written
+            self._cond.notify_all()
+
+    def wait_opened(self) -> None:
+        """Before a spilled fill drops its temp file: let the readers that were given the
+        head open it (bounded: one that never does must not keep the file forever)."""
+        deadline = time.monotonic() + _LAGGARD_SECONDS
+        with self._cond:
+            while self._pending and time.monotonic() < deadline:
+                self._cond.wait(_WAIT_SECONDS)
+
     def commit(self, move: Callable[[], Path]) -> None:
         """Run ``move`` (temp file -> blob) under the lock, so a reader opening the file now
         finds it under one name or the other, never neither."""
         with self._cond:
             self._path = move()
 
-    def finished(self, entry: Entry) -> None:
-        """The fill ended well: a committed blob, or a refreshed entry (304)."""
+    def finished(self, entry: Entry | None) -> None:
+        """The fill ended well: a committed blob, a refreshed entry (304), or (None) a
+        spilled body that every reader got whole but that was not kept."""
         with self._cond:
             self._entry = entry
             self._done = True
@@ -86,11 +136,23 @@ class Fill:
             while self._head is None and not self._done:
                 self._cond.wait(_WAIT_SECONDS)
             if self._head is not None:
+                self._pending += 1
                 return self._head
             if self._error is not None:
                 raise self._error
             assert self._entry is not None
             return self._entry
+
+    def release(self) -> None:
+        """A reader given the head will not read the body after all."""
+        with self._cond:
+            self._pending = max(0, self._pending - 1)
+            self._cond.notify_all()
+
+    @property
+    def entry(self) -> Entry | None:
+        """The committed entry once the fill is done (None: nothing was kept)."""
+        return self._entry
 
     def wait_done(self) -> None:
         """Block until the fill has ended; raise its error if it failed."""
@@ -110,6 +172,7 @@ class Fill:
         corrupt file; and a request that comes after the client's last byte finds the entry
         committed."""
         with self._cond:
+            self._pending = max(0, self._pending - 1)
             size = self._head.size if self._head is not None else None
             try:
                 f = open(self._path, "rb")  # an open file survives the writer's rename/unlink
@@ -117,28 +180,56 @@ class Fill:
                 if self._error is not None:
                     raise self._error from None
                 raise TransferAborted(f"fill of {self.key} lost its file") from None
-        return self._stream(f, start, end, size)
+            me = object()
+            self._readers[me] = start
+        return self._stream(me, f, start, end, size)
 
-    def _stream(self, f: BinaryIO, start: int, end: int | None,
+    def _stream(self, me: object, f: BinaryIO, start: int, end: int | None,
                 size: int | None) -> Iterator[bytes]:
-        with f:
-            pos = start
-            f.seek(start)
-            while end is None or pos < end:
-                available = self._wait_past(pos, size)
-                if available <= pos:
-                    return  # done, and everything was read
-                want = available - pos if end is None else min(available, end) - pos
-                data = f.read(min(want, READ_CHUNK))
-                if not data:
-                    raise TransferAborted(f"cache file of {self.key} shrank while reading")
-                pos += len(data)
-                yield data
+        try:
+            with f:
+                pos = start
+                f.seek(start)
+                while end is None or pos < end:
+                    available = self._wait_past(me, pos, size)
+                    if available <= pos:
+                        return  # done, and everything was read
+                    want = min(available, pos + READ_CHUNK, end or available)
+                    spilled_at = self._spilled_at
+                    if spilled_at is not None and pos >= spilled_at:
+                        data = self._from_window(pos, want)
+                    else:
+                        if spilled_at is not None:
+                            want = min(want, spilled_at)
+                        data = f.read(want - pos)
+                    if not data:
+                        raise TransferAborted(f"cache file of {self.key} shrank while reading")
+                    pos += len(data)
+                    yield data
+        finally:
+            with self._cond:
+                if self._readers.pop(me, None) is not None:
+                    self._cond.notify_all()
 
-    def _wait_past(self, pos: int, size: int | None) -> int:
-        """Block until more than ``pos`` bytes may be read, or the fill is done; return the
-        readable length."""
+    def _from_window(self, pos: int, want: int) -> bytes:
         with self._cond:
+            if pos < self._window_start:
+                raise TransferAborted(f"a reader of {self.key} fell too far behind a download "
+                                      "that could not be cached (disk full)")
+            offset = self._window_start
+            for chunk in self._window:
+                if pos < offset + len(chunk):
+                    return chunk[pos - offset:want - offset]
+                offset += len(chunk)
+        return b""
+
+    def _wait_past(self, reader: object, pos: int, size: int | None) -> int:
+        """Note where ``reader`` is; block until more than ``pos`` bytes may be read, or the
+        fill is done; return the readable length."""
+        with self._cond:
+            self._readers[reader] = pos
+            if self._spilled_at is not None:
+                self._cond.notify_all()  # the writer may be waiting for room in the window
             while True:
                 if self._error is not None:
                     raise TransferAborted(f"upstream transfer of {self.key} failed: "
