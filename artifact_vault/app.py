@@ -37,6 +37,8 @@ _UNSAFE_ENCODED = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 StartResponse = Callable[..., Any]
 _SMALL = 64 * 1024
+_STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
+_ENV_NAMES: dict[str, str] = {}  # header name -> WSGI environ key; names come from our code
 
 
 def safe_path(raw: str) -> str:
@@ -45,12 +47,14 @@ def safe_path(raw: str) -> str:
     Encoded slashes, backslashes and NULs, '.' and '..' segments and empty segments ('//')
     are refused outright rather than normalized: a normalizing proxy in front of Vault and
     Vault itself could disagree on the result, and no real client sends them."""
-    if _UNSAFE_ENCODED.search(raw):
-        raise BadRequest("encoded '/', '\\' or NUL in the path")
-    try:
-        path = unquote(raw, errors="strict")
-    except UnicodeDecodeError:
-        raise BadRequest("the path is not valid UTF-8") from None
+    path = raw
+    if "%" in raw:
+        if _UNSAFE_ENCODED.search(raw):
+            raise BadRequest("encoded '/', '\\' or NUL in the path")
+        try:
+            path = unquote(raw, errors="strict")
+        except UnicodeDecodeError:
+            raise BadRequest("the path is not valid UTF-8") from None
     segments = path.split("/")
     if _CONTROL.search(path) or any(s in (".", "..") for s in segments) or "" in segments[:-1]:
         raise BadRequest("the path has '.', '..', '//' or control characters")
@@ -76,6 +80,7 @@ class App:
         for backend in self._backends:
             backend.close()
         self.cache.close()
+        self._access_log.close()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.monotonic()
@@ -92,7 +97,8 @@ class App:
         headers["X-Request-Id"] = rid
         if cache_status:
             headers["X-Cache"] = cache_status
-        start_response(f"{reply_status} {HTTPStatus(reply_status).phrase}", list(headers.items()))
+        start_response(_STATUS_LINES.get(reply_status) or str(reply_status),
+                       list(headers.items()))
         # Time in the backend is upstream time unless the answer came from the cache.
         upstream_time = (time.monotonic() - started
                          if cache_status not in (None, "HIT", "STALE") else 0.0)
@@ -240,16 +246,23 @@ class _Headers(Mapping[str, str]):
         self._environ = environ
 
     def __getitem__(self, name: str) -> str:
-        return self._environ["HTTP_" + name.upper().replace("-", "_")]  # type: ignore[no-any-return]
+        return self._environ[_env_name(name)]  # type: ignore[no-any-return]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and "HTTP_" + name.upper().replace("-", "_") in self._environ
+        return isinstance(name, str) and _env_name(name) in self._environ
 
     def __iter__(self) -> Iterator[str]:
         return (k[5:].replace("_", "-").lower() for k in self._environ if k.startswith("HTTP_"))
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+def _env_name(name: str) -> str:
+    key = _ENV_NAMES.get(name)
+    if key is None:
+        key = _ENV_NAMES[name] = "HTTP_" + name.upper().replace("-", "_")
+    return key
 
 
 def _json_reply(status: int, doc: dict[str, Any]) -> Reply:
@@ -275,14 +288,10 @@ class _AccessRecord:
     upstream_time: float
 
     def finished(self, sent: int) -> None:
-        elapsed = time.monotonic() - self.started
         self.metrics.request_done(self.backend, self.cache or "-", self.status, sent)
-        cache = self.cache or "-"
-        self.log.write(self.request_id, f"{self.method} {self.path} {self.status} {sent}B "
-                       f"{elapsed:.3f}s cache={cache} upstream={self.upstream_time:.3f}s", {
-                           "method": self.method, "path": self.path, "status": self.status,
-                           "bytes": sent, "duration": round(elapsed, 4), "cache": self.cache,
-                           "upstream_time": round(self.upstream_time, 4)})
+        if self.log.enabled:
+            self.log.write(self.request_id, self.method, self.path, self.status, sent,
+                           time.monotonic() - self.started, self.cache, self.upstream_time)
 
 
 class _FileBody:

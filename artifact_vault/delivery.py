@@ -14,6 +14,7 @@ from email.utils import parsedate_to_datetime
 from .cache import Served
 from .errors import RangeNotSatisfiable
 
+_PASSED_ON = ("content-encoding", "etag", "last-modified", "content-disposition")
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
 
 
@@ -28,21 +29,22 @@ class Delivery:
 
 def deliver(method: str, request_headers: Mapping[str, str], served: Served) -> Delivery:
     """Decide status, headers and byte range for sending ``served`` to this request."""
-    stored = dict(served.headers)
-    if "etag" not in stored and served.digest:
-        stored["etag"] = f'"sha256:{served.digest}"'  # content-addressed: a strong validator
+    stored = served.headers
     headers = {"content-type": stored.get("content-type", "application/octet-stream")}
-    for name in ("content-encoding", "etag", "last-modified", "content-disposition"):
+    for name in _PASSED_ON:
         if name in stored:
             headers[name] = stored[name]
+    if "etag" not in headers and served.digest:
+        headers["etag"] = f'"sha256:{served.digest}"'  # content-addressed: a strong validator
     size = served.size
     if size is not None:
         headers["accept-ranges"] = "bytes"
-    if _not_modified(request_headers, stored):
+    if _not_modified(request_headers, headers):
         return Delivery(304, {k: v for k, v in headers.items()
                               if k in ("etag", "last-modified")}, send_body=False)
     byte_range = None
-    if size is not None and "range" in request_headers and _if_range_holds(request_headers, stored):
+    if size is not None and "range" in request_headers and _if_range_holds(request_headers,
+                                                                             headers):
         byte_range = parse_range(request_headers["range"], size)
     if byte_range is not None:
         start, end = byte_range

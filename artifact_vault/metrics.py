@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 
@@ -16,10 +16,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("vault_requests", "Requests by backend, cache status and code",
-                                ["backend", "cache", "code"], registry=r)
-        self.bytes_served = Counter("vault_served_bytes", "Body bytes sent to clients",
-                                    ["backend"], registry=r)
+        self._done: dict[tuple[str, str, int], list[int]] = {}  # -> [requests, bytes]
+        self._done_lock = threading.Lock()
+        r.register(_RequestCollector(self._done, self._done_lock))
         self._upstream_bytes = Counter("vault_upstream_bytes", "Body bytes fetched upstream",
                                        ["backend"], registry=r)
         self._upstream_errors = Counter("vault_upstream_errors", "Upstream failures by reason",
@@ -31,19 +30,17 @@ class Metrics:
                                 "The upstream's last ratelimit-remaining header", ["backend"],
                                 registry=r)
         self._fills = Gauge("vault_fills_in_progress", "Upstream downloads running", registry=r)
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def request_done(self, backend: str, cache: str, code: int, sent: int) -> None:
-        """Count one finished request. Label children are kept: ``labels()`` costs more than
-        the increment, and this runs for every request."""
+        """Count one finished request. This runs for every request, so it is two additions
+        under one lock; the counters are turned into metrics only when scraped."""
         key = (backend, cache, code)
-        children = self._children.get(key)
-        if children is None:
-            children = (self.requests.labels(backend, cache, str(code)),
-                        self.bytes_served.labels(backend))
-            self._children[key] = children
-        children[0].inc()
-        children[1].inc(sent)
+        with self._done_lock:
+            counts = self._done.get(key)
+            if counts is None:
+                counts = self._done[key] = [0, 0]
+            counts[0] += 1
+            counts[1] += sent
 
     def watch_cache(self, totals: Callable[[], tuple[int, int]]) -> None:
         """Report cache entries and bytes, read at scrape time from ``totals()``."""
@@ -73,6 +70,32 @@ class Metrics:
 
     def upstream_ratelimit(self, backend: str, remaining: int) -> None:
         self._ratelimit.labels(backend).set(remaining)
+
+
+class _RequestCollector(Collector):
+    def __init__(self, done: dict[tuple[str, str, int], list[int]],
+                 lock: threading.Lock) -> None:
+        self._done = done
+        self._lock = lock
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            done = [(key, counts[0], counts[1]) for key, counts in self._done.items()]
+        requests = CounterMetricFamily("vault_requests", "Requests by backend, cache status "
+                                       "and code", labels=["backend", "cache", "code"])
+        served: dict[str, int] = {}
+        for (backend, cache, code), n, sent in done:
+            requests.add_metric([backend, cache, str(code)], n)
+            served[backend] = served.get(backend, 0) + sent
+        yield requests
+        served_bytes = CounterMetricFamily("vault_served_bytes", "Body bytes sent to clients",
+                                           labels=["backend"])
+        for backend, sent in served.items():
+            served_bytes.add_metric([backend], sent)
+        yield served_bytes
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
 
 
 class _CacheCollector(Collector):

@@ -18,6 +18,7 @@ from .base import BackendBase, Context
 # RFC 3986 pchar minus '%': a literal '%' in a decoded path (Debian's "%3a" epochs) must be
 # re-encoded, or the upstream would decode it a second time.
 _SAFE = "/:@!$&'()*+,;=-._~"
+_RESOLVED_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,11 @@ class HttpBackend(BackendBase):
         patterns = [fnmatch.translate(p) for p in spec.settings.immutable]
         patterns += [fnmatch.translate(f"*/{p}") for p in spec.settings.immutable]
         self._immutable = re.compile("|".join(patterns)).match if patterns else lambda _: None
+        self._policies = (Policy(ttl=self._settings.ttl, offline=self._offline),
+                          Policy(ttl=None, offline=self._offline))
+        # path and query -> (cache key and upstream URL, policy): a hot file skips the
+        # quoting and the pattern match. Bounded: cleared when full.
+        self._resolved: dict[tuple[str, str], tuple[str, Policy]] = {}
 
     def close(self) -> None:
         self._upstream.close()
@@ -45,14 +51,22 @@ class HttpBackend(BackendBase):
     def handle(self, request: Request) -> Reply:
         if request.method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{request.method} is not supported by the {self.name} backend")
-        url = f"{self._settings.base_url}/{quote(request.path, safe=_SAFE)}"
-        if request.query:
-            url += f"?{request.query}"
-        policy = Policy(ttl=None if self._immutable(request.path) else self._settings.ttl,
-                        offline=self._offline)
+        url, policy = self._resolve(request.path, request.query)
 
         def fetch(validators: Mapping[str, str]) -> UpstreamResponse:
             return self._upstream.get(url, validators)
 
         served = self._cache.get(self.name, f"{self.name} {url}", policy, fetch)
         return Reply(served=served, cache_status=served.cache_status)
+
+    def _resolve(self, path: str, query: str) -> tuple[str, Policy]:
+        resolved = self._resolved.get((path, query))
+        if resolved is None:
+            url = f"{self._settings.base_url}/{quote(path, safe=_SAFE)}"
+            if query:
+                url += f"?{query}"
+            resolved = (url, self._policies[self._immutable(path) is not None])
+            if len(self._resolved) >= _RESOLVED_MAX:
+                self._resolved.clear()
+            self._resolved[(path, query)] = resolved
+        return resolved

@@ -38,10 +38,15 @@ class BlobStore:
 
     def has(self, digest: str, size: int) -> bool:
         """True if the blob is on disk with the expected size (a cheap guard against loss)."""
+        return self.present(digest, size) is not None
+
+    def present(self, digest: str, size: int) -> str | None:
+        """The blob's path if it is on disk with the expected size, else None."""
         try:
-            return os.stat(self.file(digest)).st_size == size
+            path = self.file(digest)
+            return path if os.stat(path).st_size == size else None
         except (OSError, ValueError):
-            return False
+            return None
 
     def new_temp(self) -> Path:
         # The pid in the name lets start-up clean-up tell leftovers of a dead process from the

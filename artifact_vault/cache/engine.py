@@ -129,13 +129,14 @@ class Cache:
             if entry.is_fresh(now):
                 raise UpstreamNotFound(f"{key} is not found upstream (remembered)")
             entry = None
-        if entry is not None and not self.blobs.has(entry.digest or "", entry.size):
+        path = None if entry is None else self.blobs.present(entry.digest or "", entry.size)
+        if entry is not None and path is None:
             log.warning("cached blob of %s is missing or truncated; fetching it again", key)
             self.index.delete(key)
             entry = None
         if entry is not None and (entry.is_fresh(now) or policy.offline):
             self.index.touch(key)
-            return self._hit(entry, "HIT" if entry.is_fresh(now) else "STALE")
+            return self._hit(entry, "HIT" if entry.is_fresh(now) else "STALE", path)
         if policy.offline:
             raise OfflineMiss(f"offline mode is on and {key} is not cached")
         try:
@@ -176,9 +177,9 @@ class Cache:
         done = self.get(backend, key, dataclasses.replace(policy, offline=True), fetch)
         return dataclasses.replace(done, cache_status=served.cache_status)
 
-    def _hit(self, entry: Entry, status: str) -> Served:
+    def _hit(self, entry: Entry, status: str, path: str | None = None) -> Served:
         assert entry.digest is not None
-        return Served(status, entry.size, entry.headers, path=self.blobs.file(entry.digest),
+        return Served(status, entry.size, entry.headers, path=path or self.blobs.file(entry.digest),
                       fetched_at=entry.fetched_at, digest=entry.digest)
 
     def _join(self, backend: str, key: str, policy: Policy, fetch: Fetch,
