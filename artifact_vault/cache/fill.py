@@ -43,6 +43,7 @@ class Fill:
         self._error: BaseException | None = None
         self._written = 0
         self._done = False
+        self.filled_elsewhere = False  # ended with an entry another process committed
 
     # -- writer side -------------------------------------------------------------------------
 
