@@ -13,7 +13,7 @@ from typing import TextIO
 
 from ..config import Config
 from ..errors import ConfigError
-from ..progress import Progress, human_bytes
+from .progress import Progress, human_bytes
 from .images import prefetch_image
 from .job import Job
 from .local import CACHED, FAILED, FETCHED, LocalVault, Outcome, Outcomes
@@ -72,7 +72,7 @@ def run(config: Config, job: Job, out: TextIO = sys.stdout, err: TextIO = sys.st
 def print_summary(items: list[Outcome], out: TextIO) -> None:
     """One row per item (failures last, with their reason), then the totals."""
     order = {FETCHED: 0, CACHED: 1, FAILED: 2}
-    rows = sorted(items, key=lambda o: order.get(o.result, 3))
+    rows = sorted(items, key=lambda o: (order.get(o.result, 3), o.item))
     width = min(max([len(o.item) for o in rows] + [4]), 72)
     out.write(f"{'item':<{width}}  {'result':<14}  {'bytes':>10}  reason\n")
     for o in rows:

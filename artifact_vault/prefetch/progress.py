@@ -123,7 +123,7 @@ class Progress:
             return
         # ETA: bytes left in flight, plus the items not started at the average size so far.
         pending = max(total - done - len(active), 0)
-        if done and rate > 0:
+        if rate > 0:
             remaining += pending * nbytes / max(done + len(active), 1)
             yield f"{head}, ETA {human_time(remaining / rate)}"
         else:
