@@ -81,6 +81,7 @@ def test_requirements_are_resolved_by_pip_for_each_python_version(index, tmp_pat
     assert table["pip resolve requirements.in (py3.11)"] == "fetched"
     assert table["pip resolve requirements.in (py3.12)"] == "fetched"
     assert table["alpha-2.0-py3-none-any.whl"] == "fetched"
+    assert len(re.findall(r"^beta-1.0-py3-none-any.whl ", out, re.MULTILINE)) == 1
 
 
 def test_hashed_requirements_fetch_exactly_their_files_and_then_install_offline(

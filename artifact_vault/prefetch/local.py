@@ -154,6 +154,7 @@ class _Watcher:
         self._progress = progress
         self._outcomes = outcomes
         self.part: str | None = None
+        self._reported: set[str] = set()  # pip runs for two Pythons share files: one row each
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -175,7 +176,9 @@ class _Watcher:
         def ended(sent: int, complete: bool) -> None:
             status = seen.get("status", "?")
             if complete and status.startswith("200"):
-                self._outcomes.add(Outcome(name, result_of(seen.get("x-cache", "")), sent))
+                if path not in self._reported:
+                    self._reported.add(path)
+                    self._outcomes.add(Outcome(name, result_of(seen.get("x-cache", "")), sent))
             else:
                 reason = f"HTTP {status}" if not status.startswith("200") else "cut short"
                 self._outcomes.add(Outcome(name, FAILED, sent, reason))
