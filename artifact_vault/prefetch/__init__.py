@@ -13,7 +13,7 @@ from typing import TextIO
 
 from ..config import Config
 from ..errors import ConfigError
-from .progress import Progress, human_bytes
+from .progress import Progress, human_bytes, shorten
 from .images import prefetch_image
 from .job import Job
 from .local import CACHED, FAILED, FETCHED, LocalVault, Outcome, Outcomes
@@ -76,8 +76,7 @@ def print_summary(items: list[Outcome], out: TextIO) -> None:
     width = min(max([len(o.item) for o in rows] + [4]), 72)
     out.write(f"{'item':<{width}}  {'result':<14}  {'bytes':>10}  reason\n")
     for o in rows:
-        name = o.item if len(o.item) <= width else "..." + o.item[-(width - 3):]
-        out.write(f"{name:<{width}}  {o.result:<14}  {human_bytes(o.size):>10}  {o.reason}"
+        out.write(f"{shorten(o.item, width):<{width}}  {o.result:<14}  {human_bytes(o.size):>10}  {o.reason}"
                   .rstrip() + "\n")
     counts = {r: sum(1 for o in items if o.result == r) for r in (FETCHED, CACHED, FAILED)}
     total = sum(o.size for o in items)

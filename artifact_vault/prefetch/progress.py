@@ -135,7 +135,7 @@ class Progress:
             filled = int(_BAR_WIDTH * min(t.done / t.total, 1.0))
             bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
             yield (f"  [{bar}] {human_bytes(t.done):>9} / {human_bytes(t.total):<9} "
-                   f"{_short(t.name, 60)}")
+                   f"{shorten(t.name, 60)}")
 
 
 def human_bytes(n: float) -> str:
@@ -151,5 +151,9 @@ def human_time(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else "..." + text[-(width - 3):]
+def shorten(text: str, width: int) -> str:
+    """``text`` cut in the middle to ``width``: a wheel's name and its tags both stay readable."""
+    if len(text) <= width:
+        return text
+    head = (width - 3) // 2
+    return text[:head] + "..." + text[-(width - 3 - head):]
