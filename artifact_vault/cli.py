@@ -87,6 +87,9 @@ def prefetch(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"artifact-vault: config error: {exc.message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("artifact-vault prefetch: interrupted; what was fetched is cached", file=sys.stderr)
+        return 130
 
 
 def main(argv: list[str] | None = None) -> None:

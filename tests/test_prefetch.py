@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from artifact_vault.config import Config, parse_config
+from artifact_vault.config import parse_config
 from artifact_vault.prefetch import Job, run
 from artifact_vault.prefetch.job import load_manifest
 
@@ -156,7 +156,8 @@ def test_a_manifest_file_lists_requirements_and_urls(index, tmp_path):
     index.upstream.add("/extra/tool.tar", b"tool")
     gamma = next(d for d in index.dists if d.project == "gamma")
     (tmp_path / "locks").mkdir()
-    (tmp_path / "locks" / "requirements.txt").write_text(f"gamma==1.0 --hash=sha256:{gamma.sha256}\n")
+    lock = tmp_path / "locks" / "requirements.txt"
+    lock.write_text(f"gamma==1.0 --hash=sha256:{gamma.sha256}\n")
     manifest = tmp_path / "offline.yml"
     manifest.write_text(yaml.safe_dump({"pypi": {"requirements": ["locks/requirements.txt"]},
                                         "urls": ["/files/extra/tool.tar"]}))

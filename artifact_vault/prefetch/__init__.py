@@ -61,8 +61,10 @@ def run(config: Config, job: Job, out: TextIO = sys.stdout, err: TextIO = sys.st
                     else:
                         resolve_with_pip(runner, prefix, path, job.python_versions,
                                          job.pip_platforms)
-            finally:
-                runner.wait()
+            except BaseException:
+                runner.wait(cancel=True)
+                raise
+            runner.wait()
         finally:
             vault.close()
     print_summary(outcomes.items, out)
@@ -76,8 +78,8 @@ def print_summary(items: list[Outcome], out: TextIO) -> None:
     width = min(max([len(o.item) for o in rows] + [4]), 72)
     out.write(f"{'item':<{width}}  {'result':<14}  {'bytes':>10}  reason\n")
     for o in rows:
-        out.write(f"{shorten(o.item, width):<{width}}  {o.result:<14}  {human_bytes(o.size):>10}  {o.reason}"
-                  .rstrip() + "\n")
+        row = f"{shorten(o.item, width):<{width}}  {o.result:<14}  {human_bytes(o.size):>10}"
+        out.write(f"{row}  {o.reason}".rstrip() + "\n")
     counts = {r: sum(1 for o in items if o.result == r) for r in (FETCHED, CACHED, FAILED)}
     total = sum(o.size for o in items)
     out.write(f"{counts[FETCHED]} fetched, {counts[CACHED]} already cached, "

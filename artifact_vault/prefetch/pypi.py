@@ -27,7 +27,7 @@ from urllib.parse import urljoin
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from .local import FAILED, FETCHED, Client, FetchFailed, Outcome, Outcomes
+from .local import FAILED, FETCHED, FetchFailed, Outcome
 from .runner import Runner
 
 JSON_PAGE = "application/vnd.pypi.simple.v1+json"

@@ -42,8 +42,9 @@ class Runner:
         future: Future[bytes] = self._pool.submit(self.client.get, item, path, headers)
         future.add_done_callback(_swallow_fetch_failed)
 
-    def wait(self) -> None:
-        self._pool.shutdown(wait=True)
+    def wait(self, cancel: bool = False) -> None:
+        """Wait for the queued fetches; ``cancel`` (Ctrl-C, a bug): only for those running."""
+        self._pool.shutdown(wait=True, cancel_futures=cancel)
         self.client.close()
 
 
