@@ -1,40 +1,48 @@
 #!/usr/bin/env bash
-# Prime Vault's cache for offline use: fetch every path in LIST through a temporary Vault.
+# Prime Vault's cache for offline use from a manifest, and optionally export it as a bundle.
 #
-#   ./prepare-cache.sh [--config FILE] LIST
+#   ./prepare-cache.sh [--config FILE] offline.yml [bundle.tar]
 #
-# LIST has one Vault path per line (blank lines and # comments are skipped), e.g.
-#   /debian/dists/bookworm/InRelease
-#   /debian/pool/main/h/hello/hello_2.10-3_amd64.deb
-# Vault is started on a free loopback port with FILE (default: the embedded config), so the
-# cache it fills is that config's cache_dir. Exits non-zero if any path failed.
-# (The full prefetch command, with pip requirements and images, comes with `artifact-vault prefetch`.)
+# offline.yml lists Python requirements and lock files, container images and plain URLs (see
+# offline-sample.yml). The Vault config, whose cache_dir is filled, is --config FILE, else
+# $VAULT_CONFIG, else the embedded default config. It runs
+#
+#   artifact-vault prefetch --config FILE --manifest offline.yml
+#
+# and, when a bundle path is given and every item was fetched,
+#
+#   artifact-vault export --config FILE --output bundle.tar
+#
+# A running Vault on the same cache_dir is fine: both fetch each artifact once between them.
+# Exits with prefetch's status (1: some item failed, and no bundle is written; 2: bad config or
+# manifest) or export's. artifact-vault is taken from PATH, else from this checkout's .venv
+# (created on first use, as scripts/serve.sh does).
 set -euo pipefail
-cd "$(dirname "$0")"
-config_args=()
+here=$(cd "$(dirname "$0")" && pwd)
+usage="usage: ./prepare-cache.sh [--config FILE] offline.yml [bundle.tar]"
+config=${VAULT_CONFIG:-}
 if [ "${1:-}" = "--config" ]; then
-    config_args=(--config "$(realpath "$2")")
+    config=${2:?$usage}
     shift 2
 fi
-list=${1:?usage: ./prepare-cache.sh [--config FILE] LIST}
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-scripts/serve.sh "${config_args[@]}" --host 127.0.0.1 --port "$port" --log-level WARNING &
-pid=$!
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true' EXIT
-for _ in $(seq 1 300); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$port/health" 2>/dev/null && break
-    kill -0 "$pid" 2>/dev/null || { echo "prepare-cache: Vault did not start" >&2; exit 1; }
-    sleep 0.2
-done
-ok=0 failed=0
-while IFS= read -r path || [ -n "$path" ]; do
-    path=${path%%#*}; path=${path//[[:space:]]/}
-    [ -n "$path" ] || continue
-    if curl -fsS -o /dev/null "http://127.0.0.1:$port$path"; then
-        ok=$((ok + 1)); echo "cached  $path"
-    else
-        failed=$((failed + 1)); echo "FAILED  $path" >&2
+manifest=${1:?$usage}
+bundle=${2:-}
+[ $# -le 2 ] || { echo "$usage" >&2; exit 2; }
+
+if command -v artifact-vault >/dev/null; then
+    vault=(artifact-vault)
+else
+    if [ ! -x "$here/.venv/bin/artifact-vault" ]; then
+        python3 -m venv "$here/.venv"
+        "$here/.venv/bin/pip" install --quiet -r "$here/requirements.txt"
+        "$here/.venv/bin/pip" install --quiet --no-deps -e "$here"
     fi
-done < "$list"
-echo "prepare-cache: $ok cached, $failed failed"
-[ "$failed" -eq 0 ]
+    vault=("$here/.venv/bin/artifact-vault")
+fi
+config_args=()
+[ -z "$config" ] || config_args=(--config "$config")
+
+"${vault[@]}" prefetch "${config_args[@]}" --manifest "$manifest"
+if [ -n "$bundle" ]; then
+    "${vault[@]}" export "${config_args[@]}" --output "$bundle"
+fi

@@ -29,6 +29,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="override log_level from the config")
         p.add_argument("--host", help="override http_host from the config")
         p.add_argument("--port", type=int, help="override http_port from the config (0: any free)")
+    prefetch = sub.add_parser("prefetch", help="fetch packages, images and files into the cache")
+    prefetch.add_argument("--config", type=Path, default=None,
+                          help="YAML config file (default: the embedded default config)")
+    prefetch.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                          default="WARNING", help="log level of the Vault it runs (WARNING)")
+    from .prefetch.command import add_arguments
+    add_arguments(prefetch)
     return parser
 
 
@@ -66,6 +73,27 @@ def serve(config: Config) -> None:
         log.info("stopped")
 
 
+def prefetch(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .logs import setup_logging
+    from .prefetch import run
+    from .prefetch.command import job_from
+
+    job = job_from(args)
+    config = load(args.config, log_level=args.log_level)
+    setup_logging(config.log_level, config.log_format)
+    try:
+        return run(config, job)
+    except ConfigError as exc:
+        print(f"artifact-vault: config error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("artifact-vault prefetch: interrupted; what was fetched is cached", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "prefetch":
+        raise SystemExit(prefetch(args))
     serve(load(args.config, log_level=args.log_level, host=args.host, port=args.port))

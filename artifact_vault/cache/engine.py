@@ -32,6 +32,7 @@ from .blobs import BlobStore
 from .eviction import Evictor
 from .fill import Fill, FillHead
 from .index import Entry, Index
+from .keylock import KeyLocks
 from .streams import Fetched, Hasher, Verified, content_length, read_file
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class Cache:
         self._observer = observer
         self._fills: dict[str, Fill] = {}
         self._lock = threading.Lock()
+        self._key_locks = KeyLocks(root / "locks")
         removed = self.blobs.clean_temp()
         if removed:
             log.info("removed %d temp files left by an earlier run", removed)
@@ -195,7 +197,7 @@ class Cache:
                                  args=(self._run, fill, backend, policy, fetch, stale)).start()
         head = fill.wait_head()
         if isinstance(head, Entry):
-            return self._hit(head, "REVALIDATED")
+            return self._hit(head, "HIT" if fill.filled_elsewhere else "REVALIDATED")
         return Served("MISS", head.size, head.headers, fill=fill, fetched_at=time.time(),
                       digest=policy.digest)
 
@@ -204,7 +206,9 @@ class Cache:
         """The fill thread: fetch, stream to the temp file, verify, commit."""
         self._observer.fill_started()
         try:
-            self._fill(fill, backend, policy, fetch, stale)
+            with self._key_locks.hold(fill.key):
+                if not self._filled_elsewhere(fill):
+                    self._fill(fill, backend, policy, fetch, stale)
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the readers
             if not isinstance(exc, (VaultError, _NoRoom)):
                 log.exception("fill of %s failed", fill.key)
@@ -212,6 +216,23 @@ class Cache:
             fill.failed(exc)
         finally:
             self._observer.fill_ended()
+
+    def _filled_elsewhere(self, fill: Fill) -> bool:
+        """Under the key's lock: end ``fill`` with the entry another process committed, if any.
+
+        Single-flight across processes (the server and ``artifact-vault prefetch`` on one
+        cache): whoever fills a key holds its file lock (``keylock``), so by the time we hold
+        it, a fill by another process is committed. The index is read again, past its 1 s
+        lookup memo, which may still say "missing" or "expired". One SQLite read per miss;
+        hits never get here."""
+        entry = self.index.reread(fill.key)
+        if (entry is None or entry.status != 200 or not entry.is_fresh(time.time())
+                or not self.blobs.has(entry.digest or "", entry.size)):
+            return False
+        fill.filled_elsewhere = True
+        self._forget(fill)
+        fill.finished(entry)
+        return True
 
     def _forget(self, fill: Fill) -> None:
         with self._lock:

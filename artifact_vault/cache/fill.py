@@ -60,6 +60,7 @@ class Fill:
         self._window_bytes = 0
         self._readers: dict[object, int] = {}  # where each reader is: a spill waits for them
         self._pending = 0  # readers given the head that have not opened the file yet
+        self.filled_elsewhere = False  # ended with an entry another process committed
 
     # -- writer side -------------------------------------------------------------------------
 

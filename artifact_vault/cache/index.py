@@ -99,6 +99,12 @@ class Index:
             self._recent[key] = (now, entry)
         return entry
 
+    def reread(self, key: str) -> Entry | None:
+        """``get`` past the lookup memo: what the database says now, other processes'
+        writes included."""
+        self._recent.pop(key, None)
+        return self.get(key)
+
     def put(self, entry: Entry) -> None:
         with self._lock:
             old = self._row_blob(entry.key)
