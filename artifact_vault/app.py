@@ -82,8 +82,13 @@ class App:
         self.cache.close()
         self._access_log.close()
 
+    def busy(self) -> int:
+        """Responses still being sent plus downloads still running: what a stop waits for."""
+        return self.metrics.in_progress + self.cache.fills_in_progress()
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.monotonic()
+        self.metrics.request_started()
         rid = environ.get("HTTP_X_REQUEST_ID", "")
         rid = rid if _REQUEST_ID.match(rid) else os.urandom(8).hex()
         method = environ["REQUEST_METHOD"]

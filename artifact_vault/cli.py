@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import dataclasses
 import logging
+import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import Config, check_cache_dir, load_config
 from .errors import ConfigError
 
+if TYPE_CHECKING:
+    from .app import App
+
 log = logging.getLogger("artifact_vault")
+CONFIG_ENV = "ARTIFACT_VAULT_CONFIG"
+_CONFIG_HELP = f"YAML config file (default: ${CONFIG_ENV}, else the embedded default config)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,15 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the server (the default command)")
     for p in (parser, serve):
-        p.add_argument("--config", type=Path, default=None,
-                       help="YAML config file (default: the embedded default config)")
+        p.add_argument("--config", type=Path, default=None, help=_CONFIG_HELP)
         p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                        help="override log_level from the config")
         p.add_argument("--host", help="override http_host from the config")
         p.add_argument("--port", type=int, help="override http_port from the config (0: any free)")
     prefetch = sub.add_parser("prefetch", help="fetch packages, images and files into the cache")
-    prefetch.add_argument("--config", type=Path, default=None,
-                          help="YAML config file (default: the embedded default config)")
+    prefetch.add_argument("--config", type=Path, default=None, help=_CONFIG_HELP)
     prefetch.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                           default="WARNING", help="log level of the Vault it runs (WARNING)")
     from .prefetch.command import add_arguments
@@ -40,7 +48,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def load(path: Path | None, **overrides: object) -> Config:
-    """The validated config with command-line overrides; exits with one line if it is bad."""
+    """The validated config with command-line overrides; exits with one line if it is bad.
+
+    Without ``--config``, the file named by $ARTIFACT_VAULT_CONFIG (the container image sets
+    it), else the embedded default."""
+    if path is None and os.environ.get(CONFIG_ENV):
+        path = Path(os.environ[CONFIG_ENV])
     try:
         config = load_config(path)
         check_cache_dir(config.cache_dir)
@@ -60,14 +73,19 @@ def serve(config: Config) -> None:
     setup_logging(config.log_level, config.log_format)
     app = build_app(config)
     server = create_server(app, config.http_host, config.http_port, config.threads)
-    signal.signal(signal.SIGTERM, lambda *_: server.close())
+
+    def stop(*_: object) -> None:
+        server.accepting = False  # no new connections; the ones open finish their responses
+        threading.Thread(target=_drain, args=(app, config.stop_timeout), daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
     log.info("artifact-vault %s listening on http://%s:%s/ (cache %s, backends %s)",
              __version__, config.http_host, server.effective_port, config.cache_dir,
              ", ".join(b.prefix for b in config.backends))
     try:
-        server.run()
-    except (KeyboardInterrupt, OSError):
-        pass  # OSError: the loop's sockets were closed by SIGTERM
+        server.run()  # returns on KeyboardInterrupt: Ctrl-C, or _drain when it is done
+    except KeyboardInterrupt:
+        pass
     finally:
         app.close()
         log.info("stopped")
@@ -90,6 +108,19 @@ def prefetch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("artifact-vault prefetch: interrupted; what was fetched is cached", file=sys.stderr)
         return 130
+
+
+def _drain(app: App, timeout: float) -> None:
+    """After SIGTERM: wait (at most ``timeout``) for responses being sent and downloads
+    running, then end the server loop. A download cut short leaves nothing behind: only
+    committed blobs are in the cache, and ``app.close`` removes this process's temp files."""
+    log.info("stopping: waiting up to %.0fs for %d responses/downloads", timeout, app.busy())
+    deadline = time.monotonic() + timeout
+    while app.busy() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if app.busy():
+        log.warning("stop_timeout reached: cutting %d responses/downloads short", app.busy())
+    _thread.interrupt_main()  # the server loop ends as on Ctrl-C
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -243,6 +243,7 @@ class Config:
     log_level: Annotated[str, _one_of("DEBUG", "INFO", "WARNING", "ERROR")] = "INFO"
     log_format: Annotated[str, _one_of("text", "json")] = "text"
     threads: Annotated[int, _positive] = 32
+    stop_timeout: Duration = 20.0  # SIGTERM waits this long for responses and downloads
     offline: bool = False
     cache: CacheSettings = field(default_factory=CacheSettings)
 

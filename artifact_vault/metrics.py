@@ -18,7 +18,8 @@ class Metrics:
         r = self.registry
         self._done: dict[tuple[str, str, int], list[int]] = {}  # -> [requests, bytes]
         self._done_lock = threading.Lock()
-        r.register(_RequestCollector(self._done, self._done_lock))
+        self.in_progress = 0  # requests whose response is not finished yet
+        r.register(_RequestCollector(self._done, self._done_lock, lambda: self.in_progress))
         self._upstream_bytes = Counter("vault_upstream_bytes", "Body bytes fetched upstream",
                                        ["backend"], registry=r)
         self._upstream_errors = Counter("vault_upstream_errors", "Upstream failures by reason",
@@ -31,11 +32,16 @@ class Metrics:
                                 registry=r)
         self._fills = Gauge("vault_fills_in_progress", "Upstream downloads running", registry=r)
 
+    def request_started(self) -> None:
+        with self._done_lock:
+            self.in_progress += 1
+
     def request_done(self, backend: str, cache: str, code: int, sent: int) -> None:
-        """Count one finished request. This runs for every request, so it is two additions
+        """Count one finished request. This runs for every request, so it is a few additions
         under one lock; the counters are turned into metrics only when scraped."""
         key = (backend, cache, code)
         with self._done_lock:
+            self.in_progress -= 1
             counts = self._done.get(key)
             if counts is None:
                 counts = self._done[key] = [0, 0]
@@ -73,10 +79,11 @@ class Metrics:
 
 
 class _RequestCollector(Collector):
-    def __init__(self, done: dict[tuple[str, str, int], list[int]],
-                 lock: threading.Lock) -> None:
+    def __init__(self, done: dict[tuple[str, str, int], list[int]], lock: threading.Lock,
+                 in_progress: Callable[[], int]) -> None:
         self._done = done
         self._lock = lock
+        self._in_progress = in_progress
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -93,6 +100,8 @@ class _RequestCollector(Collector):
         for backend, sent in served.items():
             served_bytes.add_metric([backend], sent)
         yield served_bytes
+        yield GaugeMetricFamily("vault_requests_in_progress", "Responses not finished yet",
+                                value=self._in_progress())
 
     def describe(self) -> Iterator[Metric]:
         return iter(())

@@ -6,7 +6,9 @@ import hashlib
 import threading
 import time
 
+import pytest
 import requests
+import urllib3
 
 from .conftest import http_backend, vault_config
 from .test_cache_engine_e2e import MB, blob
@@ -56,3 +58,38 @@ def test_json_logs_carry_the_request_id_on_every_line(upstream, vault_process, t
     access = [doc for doc in about if doc["logger"] == "artifact_vault.access"]
     assert access and access[0]["cache"] == "MISS" and access[0]["bytes"] == 4
     assert any(doc["logger"].startswith("artifact_vault.cache") for doc in about)
+
+
+def test_sigterm_lets_a_download_in_progress_finish(upstream, vault_process, tmp_path):
+    body = blob(2 * MB)
+    gate = threading.Event()
+    upstream.add("/d.bin", body, gate=gate, gate_at=MB)
+    vault = vault_process(vault_config(tmp_path / "cache", [http_backend(upstream.url)]))
+    client = requests.get(f"{vault.url}/files/d.bin", stream=True, timeout=30)
+    first = client.raw.read(MB // 2)
+    vault.proc.terminate()
+    time.sleep(0.5)
+    assert vault.proc.poll() is None  # still running: a response is in progress
+    gate.set()
+    assert hashlib.sha256(first + client.raw.read()).digest() == hashlib.sha256(body).digest()
+    assert vault.proc.wait(10) == 0
+    assert list((tmp_path / "cache" / "tmp").iterdir()) == []
+
+
+def test_sigterm_cuts_a_stalled_download_short_after_stop_timeout(upstream, vault_process,
+                                                                  tmp_path):
+    gate = threading.Event()
+    upstream.add("/s.bin", blob(2 * MB), gate=gate, gate_at=MB)
+    vault = vault_process(vault_config(tmp_path / "cache", [http_backend(upstream.url)],
+                                       stop_timeout="1s"))
+    client = requests.get(f"{vault.url}/files/s.bin", stream=True, timeout=30)
+    client.raw.read(MB // 2)
+    vault.proc.terminate()
+    try:
+        assert vault.proc.wait(10) == 0
+        with pytest.raises(urllib3.exceptions.ProtocolError):  # a broken transfer
+            client.raw.read()
+    finally:
+        gate.set()
+    assert list((tmp_path / "cache" / "tmp").iterdir()) == []
+    assert "stop_timeout reached" in vault.log_path.read_text()

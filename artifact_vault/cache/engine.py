@@ -118,6 +118,7 @@ class Cache:
 
     def close(self) -> None:
         self.index.close()
+        self.blobs.clean_temp()  # fills cut short by the stop: their files are of no use
 
     def fills_in_progress(self) -> int:
         with self._lock:
