@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, commands
 from .config import Config, check_cache_dir, load_config
 from .errors import ConfigError
 
@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"artifact-vault {__version__}")
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the server (the default command)")
+    commands.add_parsers(sub)
     for p in (parser, serve):
         p.add_argument("--config", type=Path, default=None,
                        help="YAML config file (default: the embedded default config)")
@@ -68,4 +69,6 @@ def serve(config: Config) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command in commands.NAMES:
+        raise SystemExit(commands.run(args, load(args.config)))
     serve(load(args.config, log_level=args.log_level, host=args.host, port=args.port))
