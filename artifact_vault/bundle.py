@@ -146,7 +146,7 @@ def _read(src: BinaryIO, blobs: BlobStore, temps: dict[str, Path],
             entries = _entries(tar.extractfile(member).read())  # type: ignore[union-attr]
             sizes = {e.digest: e.size for e in entries if e.digest}
             seen: set[str] = set()
-            for member in tar:
+            while (member := tar.next()) is not None:  # iter(tar) would start over
                 digest = member.name.removeprefix(_BLOB_DIR)
                 if not member.isfile() or digest not in sizes or digest in seen:
                     raise BundleError(f"unexpected member {member.name!r} in the bundle")
