@@ -183,7 +183,14 @@ def _import(args: argparse.Namespace, config: Config, index: Index, blobs: BlobS
         raise bundle.BundleError(f"cannot read {args.bundle}: {exc.strerror}") from None
     with src:
         bar = Progress("import", 0, os.fstat(src.fileno()).st_size, enabled=not args.json)
-        result = bundle.import_bundle(src, index, blobs, bar.advance)
+        read = [0]
+
+        def advance(items: int, _: int) -> None:  # bytes of the file read, headers included
+            bar.advance(items, src.tell() - read[0])
+            read[0] = src.tell()
+
+        result = bundle.import_bundle(src, index, blobs, advance)
+        advance(0, 0)
         bar.close()
     unknown = sorted(set(result.backends) - {b.prefix.strip("/") for b in config.backends})
     if unknown:  # imported all the same: the config may gain them later
