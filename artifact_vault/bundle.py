@@ -171,15 +171,19 @@ def _receive(f: BinaryIO, digest: str, size: int, blobs: BlobStore,
     have = blobs.has(digest, size)
     temp = None if have else blobs.new_temp()
     sha, n = hashlib.sha256(), 0
-    out = open(temp, "wb") if temp else None
+    out = None
     try:
         if temp:
             temps[digest] = temp
+            try:
+                out = open(temp, "wb")
+            except OSError as exc:
+                raise BundleError(f"cannot write {temp}: {exc.strerror}") from None
         while chunk := f.read(_CHUNK):
             sha.update(chunk)
             n += len(chunk)
             if out:
-                out.write(chunk)
+                _write(out, chunk, temp)
         if out:
             out.flush()
             os.fsync(out.fileno())
@@ -191,6 +195,13 @@ def _receive(f: BinaryIO, digest: str, size: int, blobs: BlobStore,
     if sha.hexdigest() != digest:
         raise BundleError(f"blob {digest} in the bundle is corrupt (its sha256 is "
                           f"{sha.hexdigest()}); nothing was imported")
+
+
+def _write(out: BinaryIO, chunk: bytes, temp: Path | None) -> None:
+    try:
+        out.write(chunk)
+    except OSError as exc:  # the cache's disk, not the bundle: say so
+        raise BundleError(f"cannot write {temp}: {exc.strerror}; nothing was imported") from None
 
 
 def _entries(data: bytes) -> list[Entry]:
