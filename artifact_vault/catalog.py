@@ -10,7 +10,6 @@ purge patterns, reports and ``verify --repair`` speak in paths.
 from __future__ import annotations
 
 import fnmatch
-import logging
 from collections.abc import Iterable, Sequence
 
 from .backends import BACKENDS
@@ -18,7 +17,6 @@ from .cache.blobs import BlobStore
 from .cache.index import Entry, Index
 from .config import BackendSpec
 
-log = logging.getLogger(__name__)
 _BLOB_KEY = "oci blob "
 _MAX_MANIFEST = 4 * 1024 * 1024
 

@@ -205,3 +205,10 @@ def test_admin_stats_and_purge_endpoints(primed, upstream):
 def test_admin_endpoints_refuse_bad_requests(primed, method, path, body, status):
     vault, _ = primed
     assert requests.request(method, f"{vault.url}{path}", data=body, timeout=10).status_code == status
+
+
+def test_backend_prefixes_under_the_admin_namespace_are_refused():
+    from artifact_vault.config import parse_config
+    from artifact_vault.errors import ConfigError
+    with pytest.raises(ConfigError, match="reserved"):
+        parse_config({"backends": [http_backend("http://up.test", prefix="/-/files/")]}, env={})
