@@ -35,18 +35,13 @@ class Admin:
         if name == "stats":
             if method not in ("GET", "HEAD"):
                 raise MethodNotAllowed(f"{method} is not allowed on {path}")
-            return _json(self._stats())
+            return _json(maintenance.stats_json(self._cache.index))
         if name == "purge":
             if method != "POST":
                 raise MethodNotAllowed(f"{method} is not allowed on {path}", allowed=("POST",))
             pattern, dry_run = _purge_args(environ)
             return _json(self._purge(pattern, dry_run))
         raise NotFound(f"no admin endpoint at {path}; there are {PREFIX}stats and {PREFIX}purge")
-
-    def _stats(self) -> dict[str, Any]:
-        entries, size = self._cache.index.totals()
-        return {"backends": [s.as_json() for s in maintenance.stats(self._cache.index)],
-                "total": {"entries": entries, "blob_bytes": size}}
 
     def _purge(self, pattern: str, dry_run: bool) -> dict[str, Any]:
         # A catalog per request: it reads the cached manifests as they are now.

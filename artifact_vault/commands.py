@@ -71,9 +71,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
 
 def _stats(args: argparse.Namespace, config: Config, index: Index, blobs: BlobStore) -> int:
-    rows = maintenance.stats(index)
     if args.json:
-        return _print_json({"backends": [r.as_json() for r in rows]})
+        return _print_json(maintenance.stats_json(index))
+    rows = maintenance.stats(index)
     _table(["backend", "entries", "negative", "size", "hits", "hit ratio", "oldest", "newest"],
            [[r.backend, r.entries, r.negative, human_bytes(r.bytes), r.hits,
              "-" if r.hit_ratio is None else f"{r.hit_ratio:.1%}", _when(r.oldest),

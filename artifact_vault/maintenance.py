@@ -64,6 +64,13 @@ def stats(index: Index) -> list[BackendStats]:
     return [by_backend[k] for k in sorted(by_backend)]
 
 
+def stats_json(index: Index) -> dict[str, object]:
+    """The stats as ``stats --json`` and ``GET /-/admin/stats`` print them."""
+    entries, size = index.totals()
+    return {"backends": [s.as_json() for s in stats(index)],
+            "total": {"entries": entries, "blob_bytes": size}}
+
+
 def remove(index: Index, blobs: BlobStore, entries: Iterable[Entry]) -> int:
     """Remove entries; returns the bytes of blob files deleted (a shared blob stays)."""
     freed = 0
