@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from . import __version__
+from .admin import PREFIX as ADMIN_PREFIX, Admin
 from .backends import BACKENDS, Backend, Context
 from .cache import Cache
 from .config import Config
@@ -75,6 +76,7 @@ class App:
         self._own = {"/health": self._health, "/ready": self._ready, "/metrics": self._metrics,
                      "/v2": self._registry_root}
         self._router = Router(backends, ["/health", "/ready", "/metrics"])
+        self._admin = Admin(config, cache)
 
     def close(self) -> None:
         for backend in self._backends:
@@ -117,6 +119,9 @@ class App:
         """Route, handle and render one request; every failure becomes an error response."""
         backend = None
         try:
+            if raw_path.startswith("/-/"):
+                reply = self._admin.handle(environ, method, raw_path)
+                return None, *self._render(environ, method, reply), None
             route = self._router.route(raw_path, environ.get("QUERY_STRING", ""))
             backend = route.backend
             if backend is None:

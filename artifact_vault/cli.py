@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
+from . import __version__, commands
 from .config import Config, check_cache_dir, load_config
 from .errors import ConfigError
 
@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"artifact-vault {__version__}")
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the server (the default command)")
+    commands.add_parsers(sub)
     for p in (parser, serve):
         p.add_argument("--config", type=Path, default=None, help=_CONFIG_HELP)
         p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -127,4 +128,6 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "prefetch":
         raise SystemExit(prefetch(args))
+    if args.command in commands.NAMES:
+        raise SystemExit(commands.run(args, load(args.config)))
     serve(load(args.config, log_level=args.log_level, host=args.host, port=args.port))

@@ -28,7 +28,7 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-RESERVED_PREFIXES = ("/health", "/ready", "/metrics")
+RESERVED_PREFIXES = ("/health", "/ready", "/metrics", "/-")  # "/-/...": admin endpoints
 
 
 def parse_duration(value: Any, key: str) -> float:
@@ -177,7 +177,7 @@ def normalize_prefix(prefix: str, key: str) -> str:
     if not prefix.startswith("/") or prefix.strip("/") == "" or "//" in prefix or ".." in prefix:
         raise ConfigError(f"{key}: {prefix!r} is not a usable prefix; write e.g. /debian/")
     prefix = prefix if prefix.endswith("/") else prefix + "/"
-    if any(prefix.rstrip("/") == r for r in RESERVED_PREFIXES):
+    if any(prefix.rstrip("/") == r for r in RESERVED_PREFIXES) or prefix.startswith("/-/"):
         raise ConfigError(f"{key}: {prefix!r} is reserved for Vault's own endpoints; pick another")
     return prefix
 

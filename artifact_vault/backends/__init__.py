@@ -35,6 +35,9 @@ class Backend(Protocol):
     # Optional, for registry backends: ``registry_hosts`` (names ``?ns=`` may use),
     # ``default`` (serves /v2/ requests that name no backend) and ``render_error(exc, status)``
     # (errors in the protocol's own format). app.py reads them with getattr.
+    # For maintenance (catalog.py): a static ``client_path(spec, key)`` maps a cache key back
+    # to the path a client asks for (every backend has one), and a registry's static
+    # ``blob_paths(spec, key, manifest)`` names the blobs a cached manifest lists.
 
     def handle(self, request: Request) -> Reply: ...
 

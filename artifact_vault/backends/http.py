@@ -6,7 +6,7 @@ import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from ..cache import Policy
 from ..config import BackendSpec, Duration
@@ -47,6 +47,17 @@ class HttpBackend(BackendBase):
 
     def close(self) -> None:
         self._upstream.close()
+
+    @staticmethod
+    def client_path(spec: BackendSpec, key: str) -> str | None:
+        """The path a client asks for to reach cache entry ``key`` (the inverse of the key
+        ``handle`` builds), or None if the key is not this backend's. Maintenance commands use
+        it to show entries, match purge patterns and refetch entries."""
+        head = f"{spec.prefix.strip('/')} {spec.settings.base_url}/"
+        if not key.startswith(head):
+            return None
+        path, mark, query = key[len(head):].partition("?")
+        return f"{spec.prefix}{unquote(path)}{mark}{query}"
 
     def handle(self, request: Request) -> Reply:
         if request.method not in ("GET", "HEAD"):

@@ -214,6 +214,20 @@ class Index:
                                     (limit,)).fetchall()
         return (_entry(r) for r in rows)
 
+    def scan(self, batch: int = 1000) -> Iterator[Entry]:
+        """Every entry, in key order, read in batches: the lock is held for one batch at a
+        time, so a full scan by a maintenance command never stalls the server's lookups."""
+        self.flush_access()
+        after = ""
+        while True:
+            with self._lock:
+                rows = self._db.execute("SELECT * FROM entries WHERE key > ? ORDER BY key LIMIT ?",
+                                        (after, batch)).fetchall()
+            if not rows:
+                return
+            yield from (_entry(r) for r in rows)
+            after = rows[-1][0]
+
     def healthy(self) -> bool:
         try:
             with self._lock:

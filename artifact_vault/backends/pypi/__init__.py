@@ -94,6 +94,22 @@ class PypiBackend(BackendBase):
         for upstream in self._upstreams:
             upstream.close()
 
+    @staticmethod
+    def client_path(spec: BackendSpec, key: str) -> str | None:
+        """The path a client asks for to reach cache entry ``key``, or None if the key is not
+        this backend's (see ``HttpBackend.client_path``)."""
+        name = spec.prefix.strip("/")
+        if not key.startswith(f"{name} "):
+            return None
+        kind, _, rest = key[len(name) + 1:].partition(" ")
+        if kind == "root":
+            return f"{spec.prefix}simple/"
+        if kind == "page":  # rest is "<upstream url>/<project>/"
+            return f"{spec.prefix}simple/{rest.rstrip('/').rsplit('/', 1)[-1]}/"
+        if kind in ("file", "metadata"):  # rest is "<project>/<id>/<filename>"
+            return f"{spec.prefix}files/{rest}" + (".metadata" if kind == "metadata" else "")
+        return None
+
     def handle(self, request: Request) -> Reply:
         if request.method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{request.method} is not supported by the {self.name} backend")

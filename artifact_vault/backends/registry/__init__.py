@@ -76,6 +76,29 @@ class RegistryBackend(BackendBase):
         self._prefetch.shutdown(wait=False, cancel_futures=True)
         self._upstream.close()
 
+    @staticmethod
+    def client_path(spec: BackendSpec, key: str) -> str | None:
+        """The path (below ``/v2/`` or not: both route here) a client asks for to reach cache
+        entry ``key``, or None. A blob's key names no repository (blobs are shared by all of
+        them): ``blob_paths`` finds paths for blobs through the manifests that list them."""
+        name = spec.prefix.strip("/")
+        if key.startswith(f"{name} tags "):
+            return f"{spec.prefix}{key[len(name) + 6:]}/tags/list"
+        if not key.startswith(f"{name} manifest "):
+            return None
+        ref = key[len(name) + 10:]
+        repo, _, ref = ref.partition("@") if "@" in ref else ref.rpartition(":")
+        return f"{spec.prefix}{repo}/manifests/{ref}"
+
+    @staticmethod
+    def blob_paths(spec: BackendSpec, key: str, manifest: bytes) -> dict[str, str]:
+        """Digest -> client path of each blob the cached manifest ``key`` lists."""
+        path = RegistryBackend.client_path(spec, key)
+        if path is None or "/manifests/" not in path:
+            return {}
+        repo = path[len(spec.prefix):].rsplit("/manifests/", 1)[0]
+        return {d: f"{spec.prefix}{repo}/blobs/{d}" for d in oci.references(manifest)}
+
     def repository(self, name: str) -> str:
         oci.check_name(name)
         return name

@@ -63,6 +63,17 @@ def children(manifest: bytes) -> list[str]:
         return []
 
 
+def references(manifest: bytes) -> list[str]:
+    """Every digest a manifest points to: its config and layers, or an index's manifests."""
+    try:
+        doc = json.loads(manifest)
+        found = [doc.get("config") or {}, *(doc.get("layers") or []),
+                 *(doc.get("manifests") or [])]
+        return [d["digest"] for d in found if DIGEST.match(d.get("digest", ""))]
+    except (ValueError, AttributeError, TypeError):
+        return []
+
+
 def accepts(accept: str | None, media_type: str) -> bool:
     """Whether a client's Accept admits ``media_type``. No Accept header admits anything, and
     a single-platform manifest is never refused: clients that omit it still handle it."""
