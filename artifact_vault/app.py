@@ -29,6 +29,7 @@ from .exchange import Reply, Request
 from .logs import REQUEST_ID, AccessLog
 from .metrics import Metrics
 from .routing import Route, Router
+from .status import StatusPages
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,12 @@ class App:
         self._own = {"/health": self._health, "/ready": self._ready, "/metrics": self._metrics,
                      "/v2": self._registry_root}
         self._router = Router(backends, ["/health", "/ready", "/metrics"])
+        self._pages = StatusPages(config, cache, backends, metrics, self._started)
 
     def close(self) -> None:
         for backend in self._backends:
             backend.close()
+        self._pages.close()
         self.cache.close()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -106,6 +109,9 @@ class App:
         """Route, handle and render one request; every failure becomes an error response."""
         backend = None
         try:
+            pages = self._pages.reply(environ, method, raw_path)  # /, /-/catalog, /-/api/...
+            if pages is not None:
+                return (None, *self._render(environ, method, pages), None)
             route = self._router.route(raw_path, environ.get("QUERY_STRING", ""))
             backend = route.backend
             if backend is None:

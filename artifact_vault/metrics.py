@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .upstream import UpstreamHealth
+
 
 class Metrics:
     """Counters the app, the cache engine and the upstreams report to."""
@@ -32,6 +34,7 @@ class Metrics:
                                 registry=r)
         self._fills = Gauge("vault_fills_in_progress", "Upstream downloads running", registry=r)
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self.upstream_health = UpstreamHealth()  # for the status page
 
     def request_done(self, backend: str, cache: str, code: int, sent: int) -> None:
         """Count one finished request. Label children are kept: ``labels()`` costs more than
@@ -73,6 +76,19 @@ class Metrics:
 
     def upstream_ratelimit(self, backend: str, remaining: int) -> None:
         self._ratelimit.labels(backend).set(remaining)
+
+    def upstream_outcome(self, backend: str, upstream: str, error: str | None) -> None:
+        self.upstream_health.record(backend, upstream, error)
+
+    def cache_statuses(self) -> dict[tuple[str, str], float]:
+        """Requests since start by (backend, cache status): the status page's hit ratio."""
+        counts: dict[tuple[str, str], float] = {}
+        for metric in self.requests.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    key = (sample.labels["backend"], sample.labels["cache"])
+                    counts[key] = counts.get(key, 0.0) + sample.value
+        return counts
 
 
 class _CacheCollector(Collector):

@@ -26,7 +26,7 @@ from ...config import BackendSpec, Duration, Size
 from ...errors import BadRequest, MethodNotAllowed, NotFound, UpstreamError, VaultError
 from ...exchange import Reply, Request
 from ...upstream import HttpUrl, Upstream, UpstreamResponse, UpstreamSettings
-from ..base import BackendBase, Context
+from ..base import BackendBase, CatalogShape, Context
 from . import oci
 from .auth import TokenAuth
 
@@ -75,6 +75,15 @@ class RegistryBackend(BackendBase):
     def close(self) -> None:
         self._prefetch.shutdown(wait=False, cancel_futures=True)
         self._upstream.close()
+
+    def catalog(self) -> CatalogShape:
+        """Items are repositories; their members are the cached manifests, by tag or digest
+        (``<prefix> manifest <name>:<tag>``, ``<prefix> manifest <name>@sha256:<hex>``)."""
+        return CatalogShape("image", f"{self.name} manifest ", ":@", _manifest_member)
+
+    @property
+    def upstreams(self) -> list[Upstream]:
+        return [self._upstream]
 
     def repository(self, name: str) -> str:
         oci.check_name(name)
@@ -236,6 +245,11 @@ class RegistryBackend(BackendBase):
             url = urljoin(url, match[1])
         return Answer(body=json.dumps({"name": name, "tags": tags}).encode(),
                       content_type="application/json")
+
+
+def _manifest_member(rest: str) -> dict[str, str]:
+    """``:<tag>`` or ``@<digest>``, as ``_manifest_key`` writes them."""
+    return {"digest": rest[1:]} if rest.startswith("@") else {"tag": rest[1:]}
 
 
 class DockerHubBackend(RegistryBackend):
