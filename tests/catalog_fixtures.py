@@ -26,7 +26,7 @@ from .registry_fixtures import (MANIFEST_ACCEPT, ImageIndex, Registry, build_ima
                                 push, start_registry)
 
 # Sizes out of name order, so that sorting by size visibly reorders the list.
-FILE_SIZES = {f"file{i:02d}.bin": 1000 + (i * 7919) % 12 * 1000 for i in range(12)}
+FILE_SIZES = {f"file{i:02d}.bin": 1000 + (i * 5) % 12 * 1000 for i in range(12)}
 
 
 @dataclass

@@ -122,7 +122,7 @@ class Browser:
                        for s in self.sources)
         keep = {"backend": name, "per_page": params.get("per_page", "")}
         sorts = "".join(f'<option value="{s}"{" selected" if s == doc["sort"] else ""}>'
-                        f'{s.replace("_", " ")}</option>' for s in SORTS)
+                        f'by {s.replace("_", " ")}</option>' for s in SORTS)
         hidden = "".join(f'<input type="hidden" name="{k}" value="{h.esc(str(v))}">'
                          for k, v in keep.items() if v)
         form = (f'<form class="search" method="get" action="{PAGE}">{hidden}'
@@ -174,9 +174,10 @@ class Browser:
         title = f"{doc['name']} in {source.name}"
         parts = [f"<p>{back}</p><h1>{h.esc(doc['name'])}</h1>"]
         if doc["kind"] == "image":
-            parts.append(f'<p class="muted">{doc["tag_count"]} tags and digests, '
-                         f'{doc["digests"]} manifests by digest; layers '
-                         f'{h.size(doc["image_size"])}</p>')
+            parts.append(f'<p class="muted">{doc["tag_count"]} tagged or untagged images, '
+                         f'{doc["digests"]} manifests cached by digest; '
+                         f'{h.size(doc["image_size"])} of distinct layers; platforms: '
+                         f'{h.esc(", ".join(doc["platforms"]) or "unknown")}</p>')
             parts.append(h.table(
                 ["Tag", "~Digest", "Platforms", "#Size", "#Hits", "~Last access"],
                 [[h.esc(t["tag"]), f"<code>{h.esc(t['digest'][:19])}…</code>",

@@ -26,7 +26,7 @@ background:var(--bg)}
 header{background:#14213d;color:#fff;padding:.8rem 1rem}
 header a{color:#fff;text-decoration:none;margin-right:1rem}
 header strong{margin-right:1.5rem}
-main{max-width:72rem;margin:0 auto;padding:1rem}
+main{max-width:72rem;margin:0 auto;padding:1rem;overflow-wrap:anywhere}
 h1{font-size:1.4rem;margin:.2rem 0 .8rem}h2{font-size:1.15rem;margin:1.6rem 0 .6rem}
 h3{font-size:1rem;margin:0 0 .4rem}
 a{color:var(--accent)}
