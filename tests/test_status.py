@@ -141,7 +141,7 @@ def test_listings_search_the_key_index_and_never_scan_the_table(make_vault, upst
     vault = make_vault([http_backend(upstream.url)])
     pages = vault.app._pages  # noqa: SLF001 - the query plan is the point of this test
     for source in pages._browser.sources.values():  # noqa: SLF001
-        plan = " ".join(pages._catalog.plan(source.shape, None))  # noqa: SLF001
+        plan = " ".join(pages._catalog.plan(source.shape))  # noqa: SLF001
         assert "SEARCH entries USING" in plan and "SCAN entries" not in plan, plan
 
 

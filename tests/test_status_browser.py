@@ -17,9 +17,10 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from .catalog_fixtures import FILE_SIZES, Populated, populated  # noqa: F401 (a fixture)
+from .catalog_fixtures import FILE_SIZES, populated  # noqa: F401 (a fixture)
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -53,6 +54,16 @@ def browser() -> Iterator[WebDriver]:
 def open_page(browser: WebDriver, url: str) -> None:
     browser.get(url)
     browser.get_log("browser")  # drop what earlier pages logged
+
+
+def click_and_load(browser: WebDriver, by: str, value: str) -> None:
+    """Click what leads to another page, and wait until that page has replaced this one:
+    ``click`` returns as soon as the click is sent, before the navigation is done."""
+    old = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(by, value).click()
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(old))
+    WebDriverWait(browser, 30).until(
+        lambda b: b.execute_script("return document.readyState") == "complete")
 
 
 def no_console_errors(browser: WebDriver, shot: str) -> None:
@@ -97,7 +108,7 @@ def test_a_search_narrows_the_list(browser, populated):
     open_page(browser, f"{populated.vault.url}/-/catalog?backend=files&per_page=5")
     assert len(names(browser)) == 5
     browser.find_element(By.ID, "q").send_keys("file1")
-    browser.find_element(By.ID, "go").click()
+    click_and_load(browser, By.ID, "go")
     assert names(browser) == ["file10.bin", "file11.bin"]
     no_console_errors(browser, "catalog-search")
 
@@ -106,7 +117,7 @@ def test_sorting_by_size_reorders_the_list(browser, populated):
     open_page(browser, f"{populated.vault.url}/-/catalog?backend=files&per_page=5")
     assert names(browser) == sorted(FILE_SIZES)[:5]
     Select(browser.find_element(By.ID, "sort")).select_by_value("size")
-    browser.find_element(By.ID, "go").click()
+    click_and_load(browser, By.ID, "go")
     biggest = sorted(FILE_SIZES, key=lambda n: (-FILE_SIZES[n], n))[:5]
     assert names(browser) == biggest
     no_console_errors(browser, "catalog-sorted-by-size")
@@ -114,7 +125,7 @@ def test_sorting_by_size_reorders_the_list(browser, populated):
 
 def test_next_page_shows_the_next_entries(browser, populated):
     open_page(browser, f"{populated.vault.url}/-/catalog?backend=files&per_page=5")
-    browser.find_element(By.ID, "next").click()
+    click_and_load(browser, By.ID, "next")
     assert names(browser) == sorted(FILE_SIZES)[5:10]
     assert "page 2 of 3" in browser.find_element(By.ID, "position").text
     no_console_errors(browser, "catalog-page-2")
@@ -122,7 +133,7 @@ def test_next_page_shows_the_next_entries(browser, populated):
 
 def test_opening_a_repository_shows_its_tags(browser, populated):
     open_page(browser, f"{populated.vault.url}/-/catalog?backend=hub")
-    browser.find_element(By.LINK_TEXT, "team/app").click()
+    click_and_load(browser, By.LINK_TEXT, "team/app")
     rows = browser.find_elements(By.CSS_SELECTOR, "#tags tbody tr")
     tags = {row.find_element(By.TAG_NAME, "td").text: row.text for row in rows}
     assert set(tags) == {"v1", "v2"} and all("linux/amd64" in t for t in tags.values())

@@ -49,7 +49,6 @@ class Overview:
         self._started = started
 
     def document(self) -> dict[str, Any]:
-        self._cache.index.flush_access()  # hit counts are batched; show the latest
         entries, size = self._cache.index.totals()
         per_backend = self._catalog.backend_totals()
         statuses = self._metrics.cache_statuses()
