@@ -162,3 +162,30 @@ def test_hostile_names_from_upstreams_are_escaped(make_vault, upstream, registry
                               params={"backend": backend, "name": item["name"]})
         assert detail.status_code == 200, detail.text
         assert "<script>alert" not in detail.text and "&lt;script&gt;alert(1)" in detail.text
+
+
+def test_the_status_for_anyone_leaves_out_upstream_addresses_errors_and_names(make_vault,
+                                                                                upstream):
+    vault = make_vault([http_backend(upstream.url)])
+    upstream.add("/secret-name", b"x")
+    upstream.add("/broken", b"no", status=500)
+    for path in ("/files/secret-name", "/files/secret-name", "/files/broken"):
+        requests.get(f"{vault.url}{path}", timeout=30)
+    pages = vault.app._pages  # noqa: SLF001 - what the auth layer calls for anonymous users
+    environ = {"REQUEST_METHOD": "GET", "HTTP_HOST": "vault:8080", "wsgi.url_scheme": "http"}
+    for path in ("/", "/-/api/status"):
+        full = b"".join(pages.reply(environ, "GET", path).body)
+        public = b"".join(pages.reply(environ, "GET", path, detailed=False).body)
+        assert upstream.url.encode() in full and b"secret-name" in full
+        assert b"answered 500" in full
+        for private in (upstream.url.encode(), b"secret-name", b"answered 500",
+                        b"127.0.0.1"):
+            assert private not in public
+
+
+def test_head_of_the_status_page_has_its_headers_and_no_body(make_vault, upstream):
+    vault = make_vault([http_backend(upstream.url)])
+    get = requests.get(f"{vault.url}/", timeout=30)
+    head = requests.head(f"{vault.url}/", timeout=30)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Type"] == get.headers["Content-Type"]

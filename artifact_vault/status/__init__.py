@@ -46,21 +46,28 @@ class StatusPages:
             for c in configured if c.shape is not None])
         self._overview = Overview(config, cache, metrics, self._catalog, configured, started)
         self._flush = cache.index.flush_access
-        self._routes: dict[str, Callable[[dict[str, str], Origin], Reply]] = {
-            "/": lambda _, origin: _html(self._overview.page(origin)),
-            "/-/api/status": lambda _, __: _json(self._overview.document()),
-            PAGE: lambda params, _: _html(self._browser.listing_page(params)),
-            f"{PAGE}/item": lambda params, origin: _html(self._browser.item_page(params, origin)),
-            API: lambda params, _: _json(self._browser.listing(params) if params.get("backend")
-                                         else self._browser.summary()),
-            f"{API}/item": lambda params, _: _json(self._browser.item(params)),
+        # Each route: (query parameters, origin, detailed) -> Reply.
+        self._routes: dict[str, Callable[[dict[str, str], Origin, bool], Reply]] = {
+            "/": lambda _, origin, detailed: _html(self._overview.page(origin, detailed)),
+            "/-/api/status": lambda _, __, detailed: _json(self._overview.document(detailed)),
+            PAGE: lambda params, _, __: _html(self._browser.listing_page(params)),
+            f"{PAGE}/item": lambda params, origin, _: _html(
+                self._browser.item_page(params, origin)),
+            API: lambda params, _, __: _json(self._browser.listing(params)
+                                             if params.get("backend") else
+                                             self._browser.summary()),
+            f"{API}/item": lambda params, _, __: _json(self._browser.item(params)),
         }
 
     def close(self) -> None:
         self._catalog.close()
 
-    def reply(self, environ: dict[str, Any], method: str, path: str) -> Reply | None:
-        """The reply for one of our paths; None for any other path (a backend's)."""
+    def reply(self, environ: dict[str, Any], method: str, path: str,
+              detailed: bool = True) -> Reply | None:
+        """The reply for one of our paths; None for any other path (a backend's).
+
+        ``detailed=False`` is for a status page open to anyone (client auth with anonymous
+        read): it leaves out upstream addresses, error messages and artifact names."""
         route = self._routes.get(path if path == "/" else path.rstrip("/"))
         if route is None:
             return None
@@ -73,7 +80,7 @@ class StatusPages:
         if any("\x00" in v for v in params.values()):
             raise BadRequest("NUL in a query parameter")
         self._flush()  # hits and last-access times are batched; show the latest
-        return route(params, Origin.of(environ))
+        return route(params, Origin.of(environ), detailed)
 
 
 def _html(body: bytes) -> Reply:

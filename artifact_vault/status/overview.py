@@ -48,7 +48,9 @@ class Overview:
         self._backends = backends
         self._started = started
 
-    def document(self) -> dict[str, Any]:
+    def document(self, detailed: bool = True) -> dict[str, Any]:
+        """The status as data. ``detailed=False`` leaves out what only operators should see
+        (upstream addresses, error messages, artifact names) for a page open to anyone."""
         entries, size = self._cache.index.totals()
         per_backend = self._catalog.backend_totals()
         statuses = self._metrics.cache_statuses()
@@ -59,16 +61,18 @@ class Overview:
             upstreams = []
             for up in b.upstreams:
                 state = health.get((b.name, up.host))
-                upstreams.append({"url": up.base_url, "host": up.host,
+                upstreams.append({"url": up.base_url if detailed else None,
+                                  "host": up.host if detailed else None,
                                   "last_success": state.last_success if state else None,
                                   "last_error": state.last_error if state else None,
-                                  "error": state.error if state else None})
+                                  "error": state.error if state and detailed else None})
             backends.append({"name": b.name, "type": b.spec.type, "prefix": b.spec.prefix,
                              "entries": count, "bytes": nbytes, "upstreams": upstreams,
                              **_ratio(statuses, b.name),
                              "catalog": f"{PAGE}?backend={b.name}" if b.shape else None})
         top = [{"backend": backend, "artifact": self._label(backend, key), "hits": hits,
-                "size": nbytes} for backend, key, hits, nbytes in self._catalog.most_requested()]
+                "size": nbytes} for backend, key, hits, nbytes in
+               (self._catalog.most_requested() if detailed else [])]
         settings = self._config.cache
         return {
             "vault": {"version": __version__, "uptime_seconds": round(time.time() - self._started),
@@ -87,8 +91,8 @@ class Overview:
                 return key[len(b.shape.key_prefix):]
         return key.removeprefix(f"{backend} ")
 
-    def page(self, origin: Origin) -> bytes:
-        doc = self.document()
+    def page(self, origin: Origin, detailed: bool = True) -> bytes:
+        doc = self.document(detailed)
         cache, req = doc["cache"], doc["requests"]
         limit = cache["max_size"]
         used = f"{h.size(cache['bytes'])} of {h.size(limit)}" if limit else h.size(cache["bytes"])
@@ -134,7 +138,8 @@ class Overview:
                      if up["last_success"] else '<span class="muted">not contacted yet</span>')
             earlier = (f'; last error {h.ago(up["last_error"])}: {h.esc(up["error"] or "")}'
                        if up["last_error"] and not failing else "")
-            health.append(f"<li><code>{h.esc(up['url'])}</code>: {state}{earlier}</li>")
+            where = f"<code>{h.esc(up['url'])}</code>" if up["url"] else "upstream"
+            health.append(f"<li>{where}: {state}{earlier}</li>")
         catalog = (f' · <a href="{h.esc(b["catalog"])}">catalog</a>' if b["catalog"] else "")
         setup = "".join(h.snippet(s.title, s.text) for s in snippets(spec, origin))
         return (f'<section class="card backend" id="backend-{h.esc(b["name"])}">'
