@@ -7,6 +7,7 @@ Screenshots of every step are kept in ``test-artifacts/screenshots/``.
 
 from __future__ import annotations
 
+import base64
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -66,8 +67,17 @@ def click_and_load(browser: WebDriver, by: str, value: str) -> None:
         lambda b: b.execute_script("return document.readyState") == "complete")
 
 
+def screenshot(browser: WebDriver, name: str) -> None:
+    """The whole page, not just the window: the screenshots are for people to look at."""
+    size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = browser.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
+    (SCREENSHOTS / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
+
+
 def no_console_errors(browser: WebDriver, shot: str) -> None:
-    browser.save_screenshot(str(SCREENSHOTS / f"{shot}.png"))
+    screenshot(browser, shot)
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == []
 

@@ -42,11 +42,12 @@ table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line);
 vertical-align:top}
 td.num,th.num{text-align:right;white-space:nowrap}
-td.name{word-break:break-all}
+td.name{word-break:break-all}th,td:not(.name){overflow-wrap:normal}
 code,pre{font:13px/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 pre{background:#0f1720;color:#e6edf3;padding:.6rem;border-radius:6px;overflow-x:auto;margin:.3rem 0}
-.snippet{position:relative;margin:.6rem 0}
-.snippet button{position:absolute;top:1.5rem;right:.3rem;font-size:12px}
+.snippet{margin:.6rem 0}
+.snippet .head{display:flex;justify-content:space-between;align-items:flex-end;gap:.5rem}
+.snippet button{font-size:12px;padding:.15rem .5rem;flex:none}
 section.backend{margin:.8rem 0}details{margin:.5rem 0}summary{cursor:pointer;font-weight:600}
 form.search{display:flex;flex-wrap:wrap;gap:.5rem;margin:.8rem 0}
 form.search input[type=search]{flex:1 1 12rem;min-width:0;padding:.4rem}
@@ -66,7 +67,7 @@ header a{margin-right:.6rem}}
 _SCRIPT = """
 document.addEventListener('click', function (e) {
   var b = e.target.closest('button.copy'); if (!b) return;
-  var pre = b.parentNode.querySelector('pre');
+  var pre = b.closest('.snippet').querySelector('pre');
   if (navigator.clipboard && window.isSecureContext) {
     navigator.clipboard.writeText(pre.textContent).then(function () { b.textContent = 'Copied'; });
   } else {
@@ -94,8 +95,8 @@ def page(title: str, body: str) -> bytes:
 
 
 def snippet(title: str, text: str) -> str:
-    return (f'<div class="snippet"><div class="muted">{esc(title)}</div>'
-            f'<button type="button" class="copy">Copy</button><pre>{esc(text)}</pre></div>')
+    return (f'<div class="snippet"><div class="head"><span class="muted">{esc(title)}</span>'
+            f'<button type="button" class="copy">Copy</button></div><pre>{esc(text)}</pre></div>')
 
 
 def table(headers: Iterable[str], rows: Iterable[Iterable[str]], table_id: str = "") -> str:
