@@ -30,6 +30,7 @@ from .exchange import Reply, Request
 from .logs import REQUEST_ID, AccessLog
 from .metrics import Metrics
 from .routing import Route, Router
+from .status import StatusPages
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,12 @@ class App:
                      "/v2": self._registry_root}
         self._router = Router(backends, ["/health", "/ready", "/metrics"])
         self._admin = Admin(config, cache)
+        self._pages = StatusPages(config, cache, backends, metrics, self._started)
 
     def close(self) -> None:
         for backend in self._backends:
             backend.close()
+        self._pages.close()
         self.cache.close()
         self._access_log.close()
 
@@ -119,7 +122,10 @@ class App:
         """Route, handle and render one request; every failure becomes an error response."""
         backend = None
         try:
-            if raw_path.startswith("/-/"):
+            pages = self._pages.reply(environ, method, raw_path)  # /, /-/catalog, /-/api/...
+            if pages is not None:
+                return (None, *self._render(environ, method, pages), None)
+            if raw_path.startswith(ADMIN_PREFIX):
                 reply = self._admin.handle(environ, method, raw_path)
                 return None, *self._render(environ, method, reply), None
             route = self._router.route(raw_path, environ.get("QUERY_STRING", ""))

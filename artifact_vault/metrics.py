@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .upstream import UpstreamHealth
+
 
 class Metrics:
     """Counters the app, the cache engine and the upstreams report to."""
@@ -31,6 +33,7 @@ class Metrics:
                                 "The upstream's last ratelimit-remaining header", ["backend"],
                                 registry=r)
         self._fills = Gauge("vault_fills_in_progress", "Upstream downloads running", registry=r)
+        self.upstream_health = UpstreamHealth()  # for the status page
 
     def request_started(self) -> None:
         with self._done_lock:
@@ -76,6 +79,17 @@ class Metrics:
 
     def upstream_ratelimit(self, backend: str, remaining: int) -> None:
         self._ratelimit.labels(backend).set(remaining)
+
+    def upstream_outcome(self, backend: str, upstream: str, error: str | None) -> None:
+        self.upstream_health.record(backend, upstream, error)
+
+    def cache_statuses(self) -> dict[tuple[str, str], float]:
+        """Requests since start by (backend, cache status): the status page's hit ratio."""
+        counts: dict[tuple[str, str], float] = {}
+        with self._done_lock:
+            for (backend, cache, _), (n, _) in self._done.items():
+                counts[(backend, cache)] = counts.get((backend, cache), 0.0) + n
+        return counts
 
 
 class _RequestCollector(Collector):

@@ -8,12 +8,14 @@ or object store the upstream redirects to. Everything that can go wrong becomes 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import ssl
+import threading
 import time
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 from urllib.parse import urljoin, urlsplit
@@ -72,13 +74,52 @@ class UpstreamObserver(Protocol):
 
     def upstream_ratelimit(self, backend: str, remaining: int) -> None: ...
 
+    def upstream_outcome(self, backend: str, upstream: str, error: str | None) -> None:
+        """One upstream call ended: ``error`` is None for a usable answer (a 404 included)."""
+
+
+@dataclass(frozen=True)
+class UpstreamState:
+    """When one upstream of one backend last answered usefully, and last failed, and how."""
+
+    backend: str
+    upstream: str  # host[:port]
+    last_success: float | None = None
+    last_error: float | None = None
+    error: str | None = None
+
+
+class UpstreamHealth:
+    """Last success and last error per (backend, upstream), for the status page.
+
+    Written once per upstream call (a dict update under a lock: nothing next to the request it
+    follows), read when someone looks at the status page."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[tuple[str, str], UpstreamState] = {}
+
+    def record(self, backend: str, upstream: str, error: str | None) -> None:
+        now = time.time()
+        with self._lock:
+            old = self._states.get((backend, upstream)) or UpstreamState(backend, upstream)
+            self._states[(backend, upstream)] = (
+                dataclasses.replace(old, last_success=now) if error is None
+                else dataclasses.replace(old, last_error=now, error=error))
+
+    def states(self) -> list[UpstreamState]:
+        with self._lock:
+            return list(self._states.values())
+
 
 class UpstreamResponse:
     """A streaming upstream answer whose body errors are ``UpstreamError``s."""
 
-    def __init__(self, resp: requests.Response, host: str) -> None:
+    def __init__(self, resp: requests.Response, host: str,
+                 failed: Callable[[str], None] = lambda _: None) -> None:
         self._resp = resp
         self._host = host
+        self._failed = failed  # told about a body that broke off
         self.status = resp.status_code
         self.headers = resp.headers
         self.url = resp.url
@@ -88,11 +129,13 @@ class UpstreamResponse:
         try:
             yield from self._resp.raw.stream(_CHUNK, decode_content=False)
         except (urllib3.exceptions.ReadTimeoutError, requests.Timeout) as exc:
+            self._failed(f"upstream {self._host} stalled mid-body")
             raise UpstreamTimeout(f"upstream {self._host} stalled mid-body",
                                   upstream=self._host) from exc
         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-            raise UpstreamError(f"upstream {self._host} broke off mid-body ({type(exc).__name__})",
-                                upstream=self._host) from exc
+            message = f"upstream {self._host} broke off mid-body ({type(exc).__name__})"
+            self._failed(message)
+            raise UpstreamError(message, upstream=self._host) from exc
 
     def close(self) -> None:
         self._resp.close()
@@ -164,6 +207,18 @@ class Upstream:
         allowed = None if any_redirect else (
             self._allowed | {also_allow.lower()} if also_allow else self._allowed)
         call = _Call(method, headers or {}, allowed, scope)
+        try:
+            resp = self._retrying(url, call)
+        except UpstreamNotFound:  # a clear answer: the upstream works
+            self._observer.upstream_outcome(self.backend, self.host, None)
+            raise
+        except UpstreamError as exc:
+            self._observer.upstream_outcome(self.backend, self.host, exc.message)
+            raise
+        self._observer.upstream_outcome(self.backend, self.host, None)
+        return resp
+
+    def _retrying(self, url: str, call: _Call) -> UpstreamResponse:
         attempts = max(1, self.settings.retries + 1)
         for attempt in range(attempts):
             try:
@@ -238,7 +293,8 @@ class Upstream:
         status = resp.status_code
         host = urlsplit(resp.url).netloc.lower()
         if status in (200, 206, 304):
-            return UpstreamResponse(resp, host)
+            return UpstreamResponse(resp, host, lambda message: self._observer.upstream_outcome(
+                self.backend, self.host, message))
         resp.close()
         if status in (404, 410):
             raise UpstreamNotFound(f"upstream {host} has no {urlsplit(resp.url).path}",

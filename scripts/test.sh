@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(apt ca-certificates debian-archive-keyring openssl skopeo docker-registry)
+DEB_PACKAGES=(apt ca-certificates debian-archive-keyring openssl skopeo docker-registry
+             chromium chromium-driver)
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

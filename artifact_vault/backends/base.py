@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,3 +30,21 @@ class BackendBase:
         self._settings: Any = spec.settings
         self._cache = ctx.cache
         self._offline = ctx.offline or spec.settings.offline
+
+
+@dataclass(frozen=True)
+class CatalogShape:
+    """How a backend's cache keys group into catalog items (repositories, projects, paths).
+
+    The catalog pages through the index in SQL, so the grouping must be expressible there: an
+    item's keys all start with ``key_prefix``, and the item's name is the rest of the key up to
+    the first of ``name_ends`` (the whole rest when empty). ``member`` turns what follows the
+    name into the facts of one cached member (a tag, a digest, a file), in Python, for the rows
+    on the page being shown. For example, with ``key_prefix="ghcr manifest "`` and
+    ``name_ends=":@"``, the key ``ghcr manifest org/app:1.2`` is member ``{"tag": "1.2"}`` of
+    item ``org/app``."""
+
+    kind: str  # what an item is: "image", "project" or "path"
+    key_prefix: str
+    name_ends: str
+    member: Callable[[str], Mapping[str, str]]

@@ -13,7 +13,7 @@ from ..config import BackendSpec, Duration
 from ..errors import MethodNotAllowed
 from ..exchange import Reply, Request
 from ..upstream import Upstream, UpstreamResponse, UpstreamSettings
-from .base import BackendBase, Context
+from .base import BackendBase, CatalogShape, Context
 
 # RFC 3986 pchar minus '%': a literal '%' in a decoded path (Debian's "%3a" epochs) must be
 # re-encoded, or the upstream would decode it a second time.
@@ -58,6 +58,14 @@ class HttpBackend(BackendBase):
             return None
         path, mark, query = key[len(head):].partition("?")
         return f"{spec.prefix}{unquote(path)}{mark}{query}"
+
+    def catalog(self) -> CatalogShape:
+        """Each cached file is an item, named by its (encoded) path below the prefix."""
+        return CatalogShape("path", f"{self.name} {self._settings.base_url}/", "", lambda _: {})
+
+    @property
+    def upstreams(self) -> list[Upstream]:
+        return [self._upstream]
 
     def handle(self, request: Request) -> Reply:
         if request.method not in ("GET", "HEAD"):

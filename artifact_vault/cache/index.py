@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_lru ON entries (last_access);
 CREATE INDEX IF NOT EXISTS entries_digest ON entries (digest);
+-- for the status page: per-backend totals (covering) and the most requested entries
+CREATE INDEX IF NOT EXISTS entries_backend ON entries (backend, size);
+CREATE INDEX IF NOT EXISTS entries_hits ON entries (hits);
 """
 _TOUCH_FLUSH_SECONDS = 5.0
 # Lookups are remembered this long: a hot key is read from SQLite once a second, not once per
@@ -66,6 +69,7 @@ class Index:
     """Thread-safe access to the entries table of one cache directory."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path  # the catalog reads it over a connection of its own
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
                                    timeout=30)

@@ -22,13 +22,16 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from urllib.parse import parse_qs, quote, urlsplit
 
+from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename,
+                             parse_sdist_filename, parse_wheel_filename)
+
 from ...cache import Answer, Fetch, Fetched, Policy, Served
 from ...config import BackendSpec, Duration, SecretStr, Timeout, TimeoutSpec
 from ...errors import (ConfigError, MethodNotAllowed, NotFound, OfflineMiss, UpstreamError,
                        UpstreamNotFound)
 from ...exchange import Reply, Request
 from ...upstream import HttpUrl, Upstream, UpstreamSettings
-from ..base import BackendBase, Context
+from ..base import BackendBase, CatalogShape, Context
 from . import render
 from .memo import Memo
 from .model import File, Project, normalize, parse_page
@@ -109,6 +112,15 @@ class PypiBackend(BackendBase):
         if kind in ("file", "metadata"):  # rest is "<project>/<id>/<filename>"
             return f"{spec.prefix}files/{rest}" + (".metadata" if kind == "metadata" else "")
         return None
+
+    def catalog(self) -> CatalogShape:
+        """Items are projects, their members the cached files
+        (``<prefix> file <project>/<id>/<filename>``); pages and metadata are not listed."""
+        return CatalogShape("project", f"{self.name} file ", "/", _file_member)
+
+    @property
+    def upstreams(self) -> list[Upstream]:
+        return list(self._upstreams)
 
     def handle(self, request: Request) -> Reply:
         if request.method not in ("GET", "HEAD"):
@@ -328,3 +340,19 @@ def _redirect(location: str, query: str) -> Reply:
                  cache_status="BYPASS")
 
 
+
+
+def _file_member(rest: str) -> dict[str, str]:
+    """``/<id>/<filename>`` of a file key, with the version its name carries."""
+    filename = rest.rsplit("/", 1)[-1]
+    return {"file": filename, "version": file_version(filename)}
+
+
+def file_version(filename: str) -> str:
+    """The version in a wheel's or an sdist's file name; '' for names that follow no rule."""
+    try:
+        if filename.endswith(".whl"):
+            return str(parse_wheel_filename(filename)[1])
+        return str(parse_sdist_filename(filename)[1])
+    except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
+        return ""

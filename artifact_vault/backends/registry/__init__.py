@@ -26,7 +26,7 @@ from ...config import BackendSpec, Duration, Size
 from ...errors import BadRequest, MethodNotAllowed, NotFound, UpstreamError, VaultError
 from ...exchange import Reply, Request
 from ...upstream import HttpUrl, Upstream, UpstreamResponse, UpstreamSettings
-from ..base import BackendBase, Context
+from ..base import BackendBase, CatalogShape, Context
 from . import oci
 from .auth import TokenAuth
 
@@ -98,6 +98,15 @@ class RegistryBackend(BackendBase):
             return {}
         repo = path[len(spec.prefix):].rsplit("/manifests/", 1)[0]
         return {d: f"{spec.prefix}{repo}/blobs/{d}" for d in oci.references(manifest)}
+
+    def catalog(self) -> CatalogShape:
+        """Items are repositories; their members are the cached manifests, by tag or digest
+        (``<prefix> manifest <name>:<tag>``, ``<prefix> manifest <name>@sha256:<hex>``)."""
+        return CatalogShape("image", f"{self.name} manifest ", ":@", _manifest_member)
+
+    @property
+    def upstreams(self) -> list[Upstream]:
+        return [self._upstream]
 
     def repository(self, name: str) -> str:
         oci.check_name(name)
@@ -259,6 +268,11 @@ class RegistryBackend(BackendBase):
             url = urljoin(url, match[1])
         return Answer(body=json.dumps({"name": name, "tags": tags}).encode(),
                       content_type="application/json")
+
+
+def _manifest_member(rest: str) -> dict[str, str]:
+    """``:<tag>`` or ``@<digest>``, as ``_manifest_key`` writes them."""
+    return {"digest": rest[1:]} if rest.startswith("@") else {"tag": rest[1:]}
 
 
 class DockerHubBackend(RegistryBackend):

@@ -81,3 +81,25 @@ def accepts(accept: str | None, media_type: str) -> bool:
         return True
     types = {part.split(";")[0].strip().lower() for part in accept.split(",")}
     return media_type in types or "*/*" in types
+
+
+def platform_of(doc: dict) -> str:
+    """``os/arch[/variant]`` of a platform object (an index entry's, or an image config)."""
+    parts = [doc.get("os"), doc.get("architecture"), doc.get("variant")]
+    return "/".join(str(p) for p in parts if p)
+
+
+def describe_manifest(manifest: bytes) -> dict:
+    """What the catalog shows of a manifest: for an image its layer sizes and config digest;
+    for an index its children with their platforms. Unreadable manifests describe as ``{}``."""
+    try:
+        doc = json.loads(manifest)
+        if "manifests" in doc:
+            return {"index": [{"digest": str(m.get("digest", "")),
+                               "platform": platform_of(m.get("platform") or {})}
+                              for m in doc["manifests"] if isinstance(m, dict)]}
+        layers = {str(layer["digest"]): int(layer.get("size", 0)) for layer in doc["layers"]}
+        config = doc.get("config") or {}
+        return {"layers": layers, "config": str(config.get("digest", ""))}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}
