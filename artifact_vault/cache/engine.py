@@ -190,8 +190,11 @@ class Cache:
         """Wait for the fill of ``key``, starting it if no one has yet."""
         with self._lock:
             fill = self._fills.get(key)
+            start = fill is None
             if fill is None:
                 fill = self._fills[key] = Fill(key, self.blobs.new_temp())
+            fill.join()
+            if start:
                 # copy_context: the fill's log lines carry the id of the request that started it
                 threading.Thread(target=contextvars.copy_context().run, name=f"fill {key[:60]}",
                                  daemon=True,

@@ -59,7 +59,7 @@ class Fill:
         self._window_start = 0
         self._window_bytes = 0
         self._readers: dict[object, int] = {}  # where each reader is: a spill waits for them
-        self._pending = 0  # readers given the head that have not opened the file yet
+        self._pending = 0  # readers that joined and have not opened the file yet
         self.filled_elsewhere = False  # ended with an entry another process committed
 
     # -- writer side -------------------------------------------------------------------------
@@ -137,12 +137,18 @@ class Fill:
             while self._head is None and not self._done:
                 self._cond.wait(_WAIT_SECONDS)
             if self._head is not None:
-                self._pending += 1
                 return self._head
+            self._pending = max(0, self._pending - 1)  # no body to read after all
             if self._error is not None:
                 raise self._error
             assert self._entry is not None
             return self._entry
+
+    def join(self) -> None:
+        """A new reader: counted from now until it opens the file (``read``) or gives up
+        (``release``), so that a spilled fill keeps its temp file for it."""
+        with self._cond:
+            self._pending += 1
 
     def release(self) -> None:
         """A reader given the head will not read the body after all."""
