@@ -200,6 +200,12 @@ class Cache:
                                  daemon=True,
                                  args=(self._run, fill, backend, policy, fetch, stale)).start()
         head = fill.wait_head()
+        if not isinstance(head, Entry) and fill.committing:  # a few ms from a HIT: wait
+            fill.release()
+            fill.wait_done()
+            if fill.entry is None:
+                raise UpstreamError(f"could not keep {key} (disk full or failing)")
+            return self._hit(fill.entry, "HIT")
         if isinstance(head, Entry):
             return self._hit(head, "HIT" if fill.filled_elsewhere else "REVALIDATED")
         return Served("MISS", head.size, head.headers, fill=fill, fetched_at=time.time(),
@@ -276,7 +282,11 @@ class Cache:
         finally:
             resp.close()
         self._verify(fill, policy, size, digest, written, headers)
-        if not kept:
+        # Verified: the readers may have the last byte now. The fsync (tens of ms for a large
+        # blob) and the commit happen while it travels; a request arriving meanwhile waits for
+        # the commit and is a HIT (_join).
+        fill.verified()
+        if not kept or not self._synced(fill):
             fill.finished(None)  # every reader got the whole, verified body; nothing is kept
             return
         fill.commit(lambda: self.blobs.commit(fill.temp, digest))
@@ -288,7 +298,7 @@ class Cache:
 
     def _write(self, fill: Fill, resp: Fetched, backend: str,
                head: FillHead) -> tuple[str, int, bool]:
-        """Stream the body to the temp file, hashing as it goes; fdatasync before returning.
+        """Stream the body to the temp file, hashing as it goes.
 
         Returns (sha256, length, kept). If the disk fills up, the fill spills: the readers get
         the rest from memory, and ``kept`` is False (nothing may be committed)."""
@@ -309,8 +319,6 @@ class Cache:
                     self._observer.upstream_bytes(backend, len(chunk))
                     if not spilled:
                         fill.advanced(written)
-                if not spilled:
-                    spilled = not self._write_or_spill(fill, f, None, written)
         except BaseException:
             sha.hexdigest()  # stops its thread
             temp.unlink(missing_ok=True)
@@ -320,24 +328,37 @@ class Cache:
             temp.unlink(missing_ok=True)  # readers keep their open file
         return sha.hexdigest(), written, not spilled
 
-    def _write_or_spill(self, fill: Fill, f: Any, chunk: bytes | None, at: int) -> bool:
-        """Write ``chunk`` at ``at`` (None: fdatasync); False if the disk is full, after
-        cutting the file back to ``at`` and switching ``fill`` to spilling."""
+    def _write_or_spill(self, fill: Fill, f: Any, chunk: bytes, at: int) -> bool:
+        """Write ``chunk`` at ``at``; False if the disk is full, after cutting the file back
+        to ``at`` and switching ``fill`` to spilling."""
         try:
-            if chunk is None:
-                os.fdatasync(f.fileno())  # data and size; cheaper than fsync
-            else:
-                _write_all(f, chunk)
+            _write_all(f, chunk)
             return True
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
         log.warning("disk full while caching %s: passing it through without keeping it", fill.key)
-        if chunk is not None:
-            f.truncate(at)  # a partly written chunk is handed over whole
+        f.truncate(at)  # a partly written chunk is handed over whole
         fill.spill(at)
         self._forget(fill)  # new requests start their own fetch, with their own room check
         return False
+
+    def _synced(self, fill: Fill) -> bool:
+        """fdatasync the verified temp file before it is committed; False (nothing is kept,
+        the readers are not affected) if the disk refuses."""
+        try:
+            fd = os.open(fill.temp, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)  # data and size; cheaper than fsync
+            finally:
+                os.close(fd)
+            return True
+        except OSError as exc:
+            log.warning("not keeping %s: syncing it failed (%s)", fill.key, exc.strerror)
+            self._forget(fill)
+            fill.wait_opened()
+            fill.temp.unlink(missing_ok=True)
+            return False
 
     def _verify(self, fill: Fill, policy: Policy, size: int | None, digest: str,
                 written: int, headers: Mapping[str, str]) -> None:

@@ -54,6 +54,7 @@ class Fill:
         self._error: BaseException | None = None
         self._written = 0
         self._done = False
+        self._verified = False  # length and digest checked: the last byte may go out
         self._spilled_at: int | None = None  # bytes from here on are in _window, not the file
         self._window: deque[bytes] = deque()
         self._window_start = 0
@@ -97,6 +98,16 @@ class Fill:
             self._window_bytes += len(chunk)
             self._written = written
             self._cond.notify_all()
+
+    def verified(self) -> None:
+        with self._cond:
+            self._verified = True
+            self._cond.notify_all()
+
+    @property
+    def committing(self) -> bool:
+        """Verified and being kept: a new reader is better off waiting for the commit."""
+        return self._verified and self._spilled_at is None
 
     def wait_opened(self) -> None:
         """Before a spilled fill drops its temp file: let the readers that were given the
@@ -174,10 +185,8 @@ class Fill:
         fails. The file is opened now, so a fill that already failed raises its own error
         here, before the caller has sent any response headers.
 
-        The last byte is held back until the fill is verified and committed, so a body whose
-        digest turns out wrong reaches the client as a broken transfer, never as a clean
-        corrupt file; and a request that comes after the client's last byte finds the entry
-        committed."""
+        The last byte is held back until the fill is verified, so a body whose digest turns
+        out wrong reaches the client as a broken transfer, never as a clean corrupt file."""
         with self._cond:
             self._pending = max(0, self._pending - 1)
             size = self._head.size if self._head is not None else None
@@ -242,7 +251,7 @@ class Fill:
                     raise TransferAborted(f"upstream transfer of {self.key} failed: "
                                           f"{self._error}") from self._error
                 available = self._written
-                if size is not None and not self._done:
+                if size is not None and not (self._done or self._verified):
                     available = min(available, size - 1)
                 if available > pos or self._done:
                     return available
