@@ -117,9 +117,8 @@ def _verify(args: argparse.Namespace, config: Config, index: Index, blobs: BlobS
     catalog = Catalog(config.backends, index, blobs)
     if args.repair:
         catalog.prepare()
-    bar = Progress("verify", enabled=not args.json)
-    report = maintenance.verify(index, blobs, lambda n: bar.advance(1, n))
-    bar.close()
+    with Progress("verify", enabled=not args.json) as bar:
+        report = maintenance.verify(index, blobs, lambda n: bar.advance(1, n))
     repaired = []
     if args.repair and report.removed:
         from .app import build_app
@@ -159,15 +158,14 @@ def _export(args: argparse.Namespace, config: Config, index: Index, blobs: BlobS
     entries = bundle.select(index, blobs, args.backend, since)
     total = sum(size for size in {e.digest: e.size for e in entries}.values())
     distinct = len({e.digest for e in entries})
-    bar = Progress("export", distinct, total, enabled=not args.json)
     temp = args.output.with_name(f".{args.output.name}.{os.getpid()}.part")
     try:
-        with open(temp, "wb") as out:
-            bundle.export(entries, blobs, out, bar.advance)
-        os.replace(temp, args.output)
+        with Progress("export", items=distinct, total_bytes=total, enabled=not args.json) as bar:
+            with open(temp, "wb") as out:
+                bundle.export(entries, blobs, out, bar.advance)
+            os.replace(temp, args.output)
     finally:
         temp.unlink(missing_ok=True)
-    bar.close()
     if args.json:
         return _print_json({"output": str(args.output), "entries": len(entries),
                             "blobs": distinct, "bytes": total})
@@ -181,8 +179,8 @@ def _import(args: argparse.Namespace, config: Config, index: Index, blobs: BlobS
         src = open(args.bundle, "rb")
     except OSError as exc:
         raise bundle.BundleError(f"cannot read {args.bundle}: {exc.strerror}") from None
-    with src:
-        bar = Progress("import", 0, os.fstat(src.fileno()).st_size, enabled=not args.json)
+    with src, Progress("import", total_bytes=os.fstat(src.fileno()).st_size,
+                       enabled=not args.json) as bar:
         read = [0]
 
         def advance(items: int, _: int) -> None:  # bytes of the file read, headers included
@@ -191,7 +189,6 @@ def _import(args: argparse.Namespace, config: Config, index: Index, blobs: BlobS
 
         result = bundle.import_bundle(src, index, blobs, advance)
         advance(0, 0)
-        bar.close()
     unknown = sorted(set(result.backends) - {b.prefix.strip("/") for b in config.backends})
     if unknown:  # imported all the same: the config may gain them later
         print(f"artifact-vault import: warning: this config has no backend {', '.join(unknown)}"

@@ -13,7 +13,7 @@ from typing import TextIO
 
 from ..config import Config
 from ..errors import ConfigError
-from .progress import Progress, human_bytes, shorten
+from ..progress import Progress, human_bytes, shorten
 from .images import prefetch_image
 from .job import Job
 from .local import CACHED, FAILED, FETCHED, LocalVault, Outcome, Outcomes

@@ -19,7 +19,7 @@ import requests
 
 from ..app import build_app
 from ..config import Config
-from .progress import Progress
+from ..progress import Progress
 from ..server import create_server
 
 FETCHED, CACHED, FAILED = "fetched", "already cached", "failed"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from .progress import Progress
+from ..progress import Progress
 from .local import Client, FetchFailed, LocalVault, Outcomes
 
 WORKERS = 4  # parallel fetches: enough to hide latency, few enough to be polite upstream
