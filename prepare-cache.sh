@@ -5,7 +5,7 @@
 #
 # offline.yml lists Python requirements and lock files, container images and plain URLs (see
 # offline-sample.yml). The Vault config, whose cache_dir is filled, is --config FILE, else
-# $VAULT_CONFIG, else the embedded default config. It runs
+# $ARTIFACT_VAULT_CONFIG (read by artifact-vault itself), else the embedded default. It runs
 #
 #   artifact-vault prefetch --config FILE --manifest offline.yml
 #
@@ -20,7 +20,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 usage="usage: ./prepare-cache.sh [--config FILE] offline.yml [bundle.tar]"
-config=${VAULT_CONFIG:-}
+config=
 if [ "${1:-}" = "--config" ]; then
     config=${2:?$usage}
     shift 2

@@ -33,7 +33,7 @@ def test_prepare_cache_prefetches_the_manifest_and_exports_the_bundle(upstream, 
     manifest = tmp_path / "offline.yml"
     manifest.write_text("urls: [/files/a.txt]\n")
     result = subprocess.run([str(ROOT / "prepare-cache.sh"), str(manifest), "out.tar"],
-                            cwd=tmp_path, env=script_env(tmp_path, VAULT_CONFIG=str(config)),
+                            cwd=tmp_path, env=script_env(tmp_path, ARTIFACT_VAULT_CONFIG=str(config)),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "1 fetched, 0 already cached, 0 failed" in result.stdout
