@@ -20,11 +20,12 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from . import __version__
+from .auth import CHALLENGE, Gate
 from .backends import BACKENDS, Backend, Context
 from .cache import Cache
 from .config import Config
 from .delivery import deliver, etag_matches
-from .errors import BadRequest, MethodNotAllowed, RangeNotSatisfiable, VaultError, status_for
+from .errors import AuthFailed, BadRequest, MethodNotAllowed, RangeNotSatisfiable, VaultError, status_for
 from .exchange import Reply, Request
 from .logs import REQUEST_ID, AccessLog
 from .metrics import Metrics
@@ -71,6 +72,9 @@ class App:
         self._own = {"/health": self._health, "/ready": self._ready, "/metrics": self._metrics,
                      "/v2": self._registry_root}
         self._router = Router(backends, ["/health", "/ready", "/metrics"])
+        self._gate = Gate(config.auth)
+        # Errors on the registry API (even before routing: a 401) use the OCI error format.
+        self._api_errors = next((b for b in backends if getattr(b, "registry_hosts", ())), None)
 
     def close(self) -> None:
         for backend in self._backends:
@@ -106,7 +110,9 @@ class App:
         """Route, handle and render one request; every failure becomes an error response."""
         backend = None
         try:
+            token = self._gate.authenticate(environ, raw_path)
             route = self._router.route(raw_path, environ.get("QUERY_STRING", ""))
+            self._gate.authorize(token, raw_path, route.backend.prefix if route.backend else None)
             backend = route.backend
             if backend is None:
                 if method not in ("GET", "HEAD"):
@@ -124,7 +130,8 @@ class App:
                 status, headers, body = self._render(environ, method, reply)
             return backend, status, headers, body, reply.cache_status if backend else None
         except VaultError as exc:
-            status, headers, body = self._error(environ, exc, backend)
+            api = self._api_errors if raw_path.startswith("/v2") else None
+            status, headers, body = self._error(environ, exc, backend or api)
             return backend, status, headers, body, "BYPASS" if backend else None
         except Exception as exc:  # noqa: BLE001 - log it in full, answer without a traceback
             log.exception("unexpected error handling %s %s", method, raw_path)
@@ -203,6 +210,8 @@ class App:
         headers = {}
         if isinstance(exc, MethodNotAllowed):
             headers["Allow"] = ", ".join(exc.allowed)
+        if isinstance(exc, AuthFailed):
+            headers["WWW-Authenticate"] = CHALLENGE
         if getattr(exc, "retry_after", None):
             headers["Retry-After"] = exc.retry_after  # type: ignore[attr-defined]
         return headers

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .auth import load_tokens
 from .config import Config, check_cache_dir, load_config
 from .errors import ConfigError
+from .token_cli import add_token_commands, run_token_command
 
 log = logging.getLogger("artifact_vault")
 
@@ -29,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="override log_level from the config")
         p.add_argument("--host", help="override http_host from the config")
         p.add_argument("--port", type=int, help="override http_port from the config (0: any free)")
+    add_token_commands(sub)
     return parser
 
 
@@ -37,6 +40,7 @@ def load(path: Path | None, **overrides: object) -> Config:
     try:
         config = load_config(path)
         check_cache_dir(config.cache_dir)
+        load_tokens(config.auth)  # a bad tokens file stops start-up here, in one line
     except ConfigError as exc:
         print(f"artifact-vault: config error: {exc.message}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -68,4 +72,6 @@ def serve(config: Config) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "token":
+        return run_token_command(args)
     serve(load(args.config, log_level=args.log_level, host=args.host, port=args.port))

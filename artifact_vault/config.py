@@ -94,6 +94,67 @@ class CacheSettings:
     negative_ttl: Duration = 60.0  # how long an upstream 404 is remembered
 
 
+def _token_hash(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"sha256:[0-9a-f]{64}", value):
+        raise ConfigError(f"{key}: expected 'sha256:<64 hex digits>' (never the token itself); "
+                          "make one with: artifact-vault token create")
+    return value
+
+
+def _scopes(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or any(v not in AUTH_SCOPES for v in value):
+        raise ConfigError(f"{key}: {value!r}; use a list of: {', '.join(AUTH_SCOPES)}")
+    return tuple(dict.fromkeys(value))
+
+
+def _token_prefixes(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or any(not isinstance(v, str) for v in value):
+        raise ConfigError(f"{key}: expected a list of backend prefixes, e.g. [/pypi/]")
+    return tuple(normalize_prefix(v, f"{key}[{i}]") for i, v in enumerate(value))
+
+
+AUTH_SCOPES = ("read", "admin")
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    """One client token, stored only as its hash: the file can be read without leaking access."""
+
+    name: str
+    hash: Annotated[str, _token_hash]
+    scopes: Annotated[tuple[str, ...], _scopes] = ("read",)
+    prefixes: Annotated[tuple[str, ...], _token_prefixes] = ()  # read only these; (): all
+    created: str | None = None
+
+
+def parse_tokens(value: Any, key: str) -> tuple[TokenSpec, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of tokens ({{name, hash, scopes}})")
+    tokens = tuple(build(TokenSpec, t, f"{key}[{i}]") for i, t in enumerate(value))
+    names = [t.name for t in tokens]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(f"{key}[{i}].name: {name!r} is used twice; names must be unique")
+    return tokens
+
+
+Tokens = Annotated[tuple[TokenSpec, ...], parse_tokens]
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Client auth, off unless tokens are configured inline or in a tokens file."""
+
+    tokens: Tokens = ()
+    tokens_file: Path | None = None  # written by ``artifact-vault token create``
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tokens) or self.tokens_file is not None
+
+
 @dataclass(frozen=True)
 class BackendSpec:
     type: str
@@ -245,6 +306,7 @@ class Config:
     threads: Annotated[int, _positive] = 32
     offline: bool = False
     cache: CacheSettings = field(default_factory=CacheSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
 
 
