@@ -63,3 +63,13 @@ def test_head_sends_headers_only():
 def test_unknown_size_means_no_ranges():
     d = deliver("GET", {"range": "bytes=0-9"}, served(None))
     assert d.status == 200 and "accept-ranges" not in d.headers
+
+
+def test_positions_too_long_for_int_are_past_the_end_not_a_500():
+    # Found by tests/hostile.py: int() refuses strings of over 4300 digits (ValueError).
+    huge = "7" * 5000
+    assert parse_range(f"bytes=0-{huge}", 1000) == (0, 1000)
+    assert parse_range(f"bytes=-{huge}", 1000) == (0, 1000)
+    assert parse_range(f"bytes=000000000000000000000000000000005-9", 1000) == (5, 10)
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range(f"bytes={huge}-", 1000)
