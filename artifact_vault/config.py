@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -24,6 +25,7 @@ import yaml
 from .errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_FOREVER = 100 * 365 * 86400.0  # longer durations are typos, and would overflow time arithmetic
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -34,11 +36,16 @@ RESERVED_PREFIXES = ("/health", "/ready", "/metrics")
 def parse_duration(value: Any, key: str) -> float:
     """Seconds from ``30s``, ``10m``, ``1h``, ``7d``, ``1w``, ``250ms`` or a plain number."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if not match:
-        raise ConfigError(f"{key}: {value!r} is not a duration; write e.g. 30s, 10m, 1h or 7d")
-    return float(match[1]) * _DURATION_UNITS[match[2] or "s"]
+        seconds = float(value) if value <= _FOREVER else math.inf
+    else:
+        match = _DURATION.match(value) if isinstance(value, str) else None
+        if not match:
+            raise ConfigError(f"{key}: {value!r} is not a duration; write e.g. 30s, 10m, 1h or 7d")
+        seconds = float(match[1]) * _DURATION_UNITS[match[2] or "s"]
+    if not math.isfinite(seconds) or seconds > _FOREVER:
+        # YAML's .inf, or hundreds of digits (float() gives inf, int-to-float overflows)
+        raise ConfigError(f"{key}: {str(value)[:20]!r}... is too long a duration; write e.g. 52w")
+    return seconds
 
 
 def parse_size(value: Any, key: str) -> int:
@@ -49,7 +56,10 @@ def parse_size(value: Any, key: str) -> int:
     if not match:
         raise ConfigError(f"{key}: {value!r} is not a size; write e.g. 500MB or 50GB")
     unit = (match[2] or "").lower()[:1]
-    return int(float(match[1]) * _SIZE_UNITS[unit])
+    size = float(match[1]) * _SIZE_UNITS[unit]
+    if not math.isfinite(size):  # hundreds of digits: float() gives inf, int(inf) raises
+        raise ConfigError(f"{key}: {value[:20]!r}... is too large a size; write e.g. 500GB")
+    return int(size)
 
 
 class Secret(str):
