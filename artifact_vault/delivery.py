@@ -67,6 +67,8 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
         length = _position(match[2])
         if length == 0:
             raise RangeNotSatisfiable(f"empty suffix range {value!r}", size=size)
+        if size == 0:
+            return None  # all of nothing: a 206 could not even write its Content-Range
         return max(0, size - length), size
     start = _position(match[1])
     end = size if not match[2] else _position(match[2]) + 1
