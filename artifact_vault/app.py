@@ -110,6 +110,9 @@ class App:
         """Route, handle and render one request; every failure becomes an error response."""
         backend = None
         try:
+            if method == "CONNECT" or not raw_path.startswith("/"):
+                # Vault is never a forward proxy: CONNECT host:port or a target with no path
+                raise MethodNotAllowed(f"{method} {raw_path[:100]}: Vault is not a proxy")
             token = self._gate.authenticate(environ, raw_path)
             route = self._router.route(raw_path, environ.get("QUERY_STRING", ""))
             self._gate.authorize(token, raw_path, route.backend.prefix if route.backend else None)
