@@ -228,7 +228,9 @@ def properties(target: FuzzTarget, guarded: FuzzTarget,
                                                             hdrs: dict[str, str]) -> None:
         status = guarded.call(method, raw, "", hdrs)
         path = urlsplit(raw).path
-        if (path.rstrip("/") or "/") not in OPEN_PATHS:
+        if method == "CONNECT" or not path.startswith("/"):
+            assert status == 405, (method, raw, status)  # refused before auth: not a proxy
+        elif (path.rstrip("/") or "/") not in OPEN_PATHS:
             assert status in (401, 403), (method, raw, hdrs, status)
         assert status < 500
 
