@@ -25,7 +25,8 @@ from .backends import BACKENDS, Backend, Context
 from .cache import Cache
 from .config import Config
 from .delivery import deliver, etag_matches
-from .errors import AuthFailed, BadRequest, MethodNotAllowed, RangeNotSatisfiable, VaultError, status_for
+from .errors import (AuthFailed, BadRequest, MethodNotAllowed, RangeNotSatisfiable, VaultError,
+                     status_for)
 from .exchange import Reply, Request
 from .logs import REQUEST_ID, AccessLog
 from .metrics import Metrics
@@ -133,7 +134,7 @@ class App:
                 status, headers, body = self._render(environ, method, reply)
             return backend, status, headers, body, reply.cache_status if backend else None
         except VaultError as exc:
-            api = self._api_errors if raw_path.startswith("/v2") else None
+            api = self._api_errors if (raw_path + "/").startswith("/v2/") else None
             status, headers, body = self._error(environ, exc, backend or api)
             return backend, status, headers, body, "BYPASS" if backend else None
         except Exception as exc:  # noqa: BLE001 - log it in full, answer without a traceback
