@@ -237,6 +237,22 @@ def test_pypi_files_come_only_from_hosts_the_index_lists(upstream, make_vault, c
     assert [p for _, p, _ in canary.log] == ["/evil-1.0.tar.gz"]
 
 
+def test_file_hosts_limits_where_listed_files_may_be(upstream, make_vault, canary):
+    page = {"meta": {"api-version": "1.1"}, "name": "evil", "files": [
+        {"filename": "evil-1.0.tar.gz", "url": f"http://localhost:{canary.port}/x", "hashes": {}}]}
+    upstream.add("/simple/evil/", json.dumps(page).encode(),
+                 headers={"Content-Type": "application/vnd.pypi.simple.v1+json"})
+    vault = make_vault([{"type": "pypi", "config": {
+        "prefix": "/pypi/", "retries": 0, "base_url": f"{upstream.url}/simple/",
+        "file_hosts": ["files.example.org"]}}])
+    links = requests.get(f"{vault.url}/pypi/simple/evil/", timeout=10,
+                         headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()
+    url = requests.compat.urljoin(f"{vault.url}/pypi/simple/evil/", links["files"][0]["url"])
+    resp = requests.get(url, timeout=10)
+    assert resp.status_code == 502 and "file_hosts" in resp.text
+    assert canary.log == []
+
+
 def test_a_listed_file_host_cannot_redirect_further(upstream, make_vault, canary):
     second = FakeUpstream()
     try:
