@@ -10,13 +10,15 @@ maps outside its backend or the cache dir; no upstream URL leaves the backend's 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
+import posixpath
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 import urllib3
@@ -88,6 +90,26 @@ json_values = st.recursive(
         st.text(max_size=10), children, max_size=4), max_leaves=20)
 
 
+_FILE_NAMES = st.one_of(st.text(max_size=30), st.sampled_from([
+    "../../../../files/x", "..", ".", "a/b.whl", "x.whl#frag", "x?.tar.gz", "%2e%2e", "a b.whl",
+    "pkg-1.0-py3-none-any.whl", "http://127.0.0.1:1/x.whl", "//127.0.0.1:1/x.whl"]))
+_FILE_URLS = st.one_of(st.text(max_size=30), st.sampled_from([
+    "http://127.0.0.1:1/x.whl", "//127.0.0.1:1/x.whl", "javascript:alert(1)", "../x.whl",
+    "/packages/x.whl#sha256=" + "a" * 64, "file:///etc/passwd"]))
+pypi_pages = st.one_of(
+    st.binary(max_size=300), json_values.map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries({"files": st.lists(st.dictionaries(
+        st.sampled_from(["url", "filename", "hashes", "yanked", "size", "core-metadata",
+                         "requires-python"]), json_values, max_size=7), max_size=4)}).map(
+        lambda v: json.dumps(v).encode()),
+    st.lists(st.fixed_dictionaries({"url": _FILE_URLS, "filename": _FILE_NAMES,
+                                    "hashes": st.just({})}), max_size=4).map(
+        lambda files: json.dumps({"meta": {"api-version": "1.1"}, "files": files}).encode()),
+    st.lists(st.tuples(_FILE_URLS, _FILE_NAMES)).map(
+        lambda links: "".join(f'<a href="{h}" data-yanked="{t}">{t}</a>'
+                              for h, t in links).encode()))
+
+
 # -- the app under fuzz ------------------------------------------------------------------------
 
 class FuzzTarget:
@@ -98,6 +120,7 @@ class FuzzTarget:
         self.root = root
         self.cache_dir = root / "cache"
         self.calls: list[tuple[str, str, str]] = []  # (backend, expected base URL, URL asked)
+        self.pages: dict[str, tuple[bytes, str]] = {}  # project -> (page body, content type)
         config = {"cache_dir": str(self.cache_dir), "cache": {"min_free": 0},
                   "log_level": "ERROR", "backends": [
                       {"type": "http", "config": {"prefix": "/files/", "base_url": f"{BASE}/base",
@@ -119,6 +142,9 @@ class FuzzTarget:
             self.calls.append((backend, base, url))
             if url.endswith("/ok.bin"):  # a real body, so ranges and conditionals are fuzzed
                 return _response(url, BODY)
+            project = url.rstrip("/").rsplit("/", 1)[-1]
+            if backend == "pypi" and project in self.pages:
+                return _response(url, *self.pages[project])
             raise UpstreamNotFound(f"fuzz upstream has no {url}", upstream=BASE)
         return get
 
@@ -128,6 +154,11 @@ class FuzzTarget:
     def call(self, method: str, raw_path: str, query: str = "",
              request_headers: dict[str, str] | None = None) -> int:
         """One request through the WSGI app, as waitress would hand it over; the status."""
+        return self.fetch(method, raw_path, request_headers, query)[0]
+
+    def fetch(self, method: str, raw_path: str, request_headers: dict[str, str] | None = None,
+              query: str = "") -> tuple[int, bytes]:
+        """Status and body of one request through the WSGI app."""
         environ = {"REQUEST_METHOD": method, "REQUEST_URI": raw_path + (f"?{query}" if query else ""),
                    "PATH_INFO": raw_path, "QUERY_STRING": query, "SERVER_NAME": "127.0.0.1",
                    "SERVER_PORT": "8080", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
@@ -135,14 +166,15 @@ class FuzzTarget:
                    **{f"HTTP_{k}": v for k, v in (request_headers or {}).items()}}
         seen: list[str] = []
         body = self.app(environ, lambda status, hdrs, exc_info=None: seen.append(status))
+        chunks = []
         try:
-            for _ in body:
-                pass
+            for chunk in body:
+                chunks.append(chunk)
         finally:
             close = getattr(body, "close", None)
             if close is not None:
                 close()
-        return int(seen[0].split()[0])
+        return int(seen[0].split()[0]), b"".join(chunks)
 
     def check_upstream_urls(self) -> None:
         """Every URL a request made Vault build is on its backend's host, under its base path."""
@@ -164,10 +196,12 @@ class FuzzTarget:
 BODY = bytes(range(256)) * 40
 
 
-def _response(url: str, body: bytes) -> UpstreamResponse:
+def _response(url: str, body: bytes, content_type: str = "application/octet-stream",
+              ) -> UpstreamResponse:
     resp = requests.Response()
     resp.status_code, resp.url = 200, url
     resp.headers.update({"Content-Length": str(len(body)), "ETag": '"fuzz"',
+                         "Content-Type": content_type,
                          "Last-Modified": "Sun, 22 Nov 2026 00:00:00 GMT"})
     resp.raw = urllib3.HTTPResponse(body=io.BytesIO(body), preload_content=False,
                                     headers=dict(resp.headers), status=200)
@@ -252,16 +286,7 @@ def properties(target: FuzzTarget, guarded: FuzzTarget,
         assert isinstance(scheme, str) and all(isinstance(v, str) for v in params.values())
 
     @fast
-    @given(st.one_of(st.binary(max_size=300), json_values.map(lambda v: json.dumps(v).encode()),
-                     st.fixed_dictionaries({"files": st.lists(st.dictionaries(
-                         st.sampled_from(["url", "filename", "hashes", "yanked", "size",
-                                          "core-metadata", "requires-python"]),
-                         json_values, max_size=7), max_size=4)}).map(
-                             lambda v: json.dumps(v).encode()),
-                     st.lists(st.tuples(st.text(max_size=30), st.text(max_size=20))).map(
-                         lambda links: "".join(f'<a href="{h}" data-yanked="{t}">{t}</a>'
-                                               for h, t in links).encode())),
-           st.sampled_from(["application/vnd.pypi.simple.v1+json", "text/html", ""]))
+    @given(pypi_pages, st.sampled_from(["application/vnd.pypi.simple.v1+json", "text/html", ""]))
     def pypi_pages_parse_or_raise_upstream_error(body: bytes, content_type: str) -> None:
         try:
             project = parse_page(body, content_type, f"{BASE}/simple/x/", "x")
@@ -269,6 +294,30 @@ def properties(target: FuzzTarget, guarded: FuzzTarget,
             return
         for f in project.files:
             assert isinstance(f.url, str) and isinstance(f.filename, str)
+
+    served_pages = itertools.count()
+
+    @fast
+    @given(pypi_pages, st.sampled_from(["application/vnd.pypi.simple.v1+json", "text/html"]),
+           st.sampled_from(["application/vnd.pypi.simple.v1+json", "text/html", "*/*"]))
+    def served_pypi_pages_link_only_below_their_files_path(body: bytes, upstream_type: str,
+                                                           accept: str) -> None:
+        name = f"p{next(served_pages)}"
+        target.pages[name] = (body, upstream_type)
+        page = f"/pypi/simple/{name}/"
+        environ_accept = {"ACCEPT": accept}
+        status, text = target.fetch("GET", page, environ_accept)
+        assert status in (200, 502), (status, body)
+        if status != 200:
+            return
+        fmt = "application/vnd.pypi.simple.v1+json" if accept.endswith("json") else "text/html"
+        project = parse_page(text, fmt, f"http://vault{page}", name)
+        for f in project.files:
+            parts = urlsplit(f.url)
+            assert parts.netloc == "vault", f.url
+            resolved = posixpath.normpath(unquote(parts.path))
+            assert resolved.startswith(f"/pypi/files/{name}/") and resolved.count("/") == 5, (
+                f.url, body)
 
     @fast
     @given(st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode()),
