@@ -9,6 +9,7 @@ maps outside its backend or the cache dir; no upstream URL leaves the backend's 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import json
@@ -110,6 +111,13 @@ pypi_pages = st.one_of(
                               for h, t in links).encode()))
 
 
+manifests = st.one_of(
+    st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode()),
+    st.lists(st.fixed_dictionaries({"digest": st.one_of(
+        st.text(max_size=20), st.from_regex(r"sha256:[0-9a-f]{64}", fullmatch=True))}),
+        max_size=3).map(lambda m: json.dumps({"manifests": m}).encode()))
+
+
 # -- the app under fuzz ------------------------------------------------------------------------
 
 class FuzzTarget:
@@ -121,6 +129,7 @@ class FuzzTarget:
         self.cache_dir = root / "cache"
         self.calls: list[tuple[str, str, str]] = []  # (backend, expected base URL, URL asked)
         self.pages: dict[str, tuple[bytes, str]] = {}  # project -> (page body, content type)
+        self.manifests: dict[str, tuple[bytes, str, str]] = {}  # repo -> (body, type, digest)
         config = {"cache_dir": str(self.cache_dir), "cache": {"min_free": 0},
                   "log_level": "ERROR", "backends": [
                       {"type": "http", "config": {"prefix": "/files/", "base_url": f"{BASE}/base",
@@ -145,6 +154,10 @@ class FuzzTarget:
             project = url.rstrip("/").rsplit("/", 1)[-1]
             if backend == "pypi" and project in self.pages:
                 return _response(url, *self.pages[project])
+            repo = url.split("/v2/", 1)[-1].split("/manifests/", 1)[0]
+            if backend == "hub" and "/manifests/" in url and repo in self.manifests:
+                body, media_type, digest = self.manifests[repo]
+                return _response(url, body, media_type, {"Docker-Content-Digest": digest})
             raise UpstreamNotFound(f"fuzz upstream has no {url}", upstream=BASE)
         return get
 
@@ -197,11 +210,11 @@ BODY = bytes(range(256)) * 40
 
 
 def _response(url: str, body: bytes, content_type: str = "application/octet-stream",
-              ) -> UpstreamResponse:
+              extra: dict[str, str] | None = None) -> UpstreamResponse:
     resp = requests.Response()
     resp.status_code, resp.url = 200, url
     resp.headers.update({"Content-Length": str(len(body)), "ETag": '"fuzz"',
-                         "Content-Type": content_type,
+                         "Content-Type": content_type, **(extra or {}),
                          "Last-Modified": "Sun, 22 Nov 2026 00:00:00 GMT"})
     resp.raw = urllib3.HTTPResponse(body=io.BytesIO(body), preload_content=False,
                                     headers=dict(resp.headers), status=200)
@@ -318,6 +331,26 @@ def properties(target: FuzzTarget, guarded: FuzzTarget,
             resolved = posixpath.normpath(unquote(parts.path))
             assert resolved.startswith(f"/pypi/files/{name}/") and resolved.count("/") == 5, (
                 f.url, body)
+
+    served_manifests = itertools.count()
+
+    @fast
+    @given(manifests, st.one_of(st.sampled_from([*oci.INDEXES, oci.OCI_MANIFEST, ""]),
+                                st.text(st.characters(min_codepoint=32, max_codepoint=126),
+                                        max_size=40)),
+           st.one_of(st.just(""), st.text(max_size=80), manifests.map(
+               lambda b: "sha256:" + hashlib.sha256(b).hexdigest())),
+           st.one_of(st.none(), latin1))
+    def served_manifests_are_byte_for_byte_or_an_error(body: bytes, media_type: str, digest: str,
+                                                       accept: str | None) -> None:
+        repo = f"fuzz/m{next(served_manifests)}"
+        target.manifests[repo] = (body, media_type, digest)
+        hdrs = {"ACCEPT": accept} if accept is not None else {}
+        status, sent = target.fetch("GET", f"/v2/hub/{repo}/manifests/latest", hdrs)
+        assert status < 500 or status == 502, (status, body, media_type, digest)
+        if status == 200:
+            assert sent == body
+        target.check_upstream_urls()
 
     @fast
     @given(st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode()),

@@ -26,7 +26,8 @@ NAMES = ["safe_path_stays_in_its_prefix", "routing_keeps_the_rest_below_the_moun
          "with_auth_on_only_open_paths_answer_without_a_token",
          "authorization_parsing_never_raises", "challenge_parsing_never_raises",
          "pypi_pages_parse_or_raise_upstream_error",
-         "served_pypi_pages_link_only_below_their_files_path", "oci_parsing_never_raises_unexpectedly",
+         "served_pypi_pages_link_only_below_their_files_path",
+         "served_manifests_are_byte_for_byte_or_an_error", "oci_parsing_never_raises_unexpectedly",
          "ranges_stay_inside_the_body", "config_is_valid_or_a_config_error",
          "sizes_and_durations_parse_or_raise_a_config_error",
          "config_files_load_or_raise_a_config_error"]
