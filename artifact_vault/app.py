@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _UNSAFE_ENCODED = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+_QUERY_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 StartResponse = Callable[..., Any]
 _SMALL = 64 * 1024
 
@@ -57,6 +58,16 @@ def safe_path(raw: str) -> str:
     if _CONTROL.search(path) or any(s in (".", "..") for s in segments) or "" in segments[:-1]:
         raise BadRequest("the path has '.', '..', '//' or control characters")
     return path
+
+
+def safe_query(environ: dict[str, Any]) -> str:
+    """The raw query string, refused if it holds a raw control character. Backends forward it
+    upstream and into Location headers; waitress never passes CR/LF there, but a server or
+    proxy in front that decodes the query might."""
+    query: str = environ.get("QUERY_STRING", "")
+    if _QUERY_CONTROL.search(query):
+        raise BadRequest("control characters in the query string")
+    return query
 
 
 class App:
@@ -145,7 +156,7 @@ class App:
 
     def _handle(self, backend: Backend, environ: dict[str, Any], method: str,
                 route: Route) -> Reply:
-        request = Request(method, safe_path(route.rest), environ.get("QUERY_STRING", ""),
+        request = Request(method, safe_path(route.rest), safe_query(environ),
                           _Headers(environ), route.mount)
         return backend.handle(request)
 
