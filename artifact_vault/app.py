@@ -21,11 +21,13 @@ from urllib.parse import unquote, urlsplit
 
 from . import __version__
 from .admin import PREFIX as ADMIN_PREFIX, Admin
+from .auth import CHALLENGE, Gate
 from .backends import BACKENDS, Backend, Context
 from .cache import Cache
 from .config import Config
 from .delivery import deliver, etag_matches
-from .errors import BadRequest, MethodNotAllowed, RangeNotSatisfiable, VaultError, status_for
+from .errors import (AuthFailed, BadRequest, MethodNotAllowed, RangeNotSatisfiable, VaultError,
+                     status_for)
 from .exchange import Reply, Request
 from .logs import REQUEST_ID, AccessLog
 from .metrics import Metrics
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _UNSAFE_ENCODED = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+_QUERY_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 StartResponse = Callable[..., Any]
 _SMALL = 64 * 1024
 _STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
@@ -63,6 +66,16 @@ def safe_path(raw: str) -> str:
     return path
 
 
+def safe_query(environ: dict[str, Any]) -> str:
+    """The raw query string, refused if it holds a raw control character. Backends forward it
+    upstream and into Location headers; waitress never passes CR/LF there, but a server or
+    proxy in front that decodes the query might."""
+    query: str = environ.get("QUERY_STRING", "")
+    if _QUERY_CONTROL.search(query):
+        raise BadRequest("control characters in the query string")
+    return query
+
+
 class App:
     """The WSGI application. Build it with ``build_app``; call ``close`` when done."""
 
@@ -79,6 +92,9 @@ class App:
         self._router = Router(backends, ["/health", "/ready", "/metrics"])
         self._admin = Admin(config, cache)
         self._pages = StatusPages(config, cache, backends, metrics, self._started)
+        self._gate = Gate(config.auth)
+        # Errors on the registry API (even before routing: a 401) use the OCI error format.
+        self._api_errors = next((b for b in backends if getattr(b, "registry_hosts", ())), None)
 
     def close(self) -> None:
         for backend in self._backends:
@@ -122,6 +138,10 @@ class App:
         """Route, handle and render one request; every failure becomes an error response."""
         backend = None
         try:
+            if method == "CONNECT" or not raw_path.startswith("/"):
+                # Vault is never a forward proxy: CONNECT host:port or a target with no path
+                raise MethodNotAllowed(f"{method} {raw_path[:100]}: Vault is not a proxy")
+            token = self._gate.authenticate(environ, raw_path)
             pages = self._pages.reply(environ, method, raw_path)  # /, /-/catalog, /-/api/...
             if pages is not None:
                 return (None, *self._render(environ, method, pages), None)
@@ -129,6 +149,7 @@ class App:
                 reply = self._admin.handle(environ, method, raw_path)
                 return None, *self._render(environ, method, reply), None
             route = self._router.route(raw_path, environ.get("QUERY_STRING", ""))
+            self._gate.authorize(token, raw_path, route.backend.prefix if route.backend else None)
             backend = route.backend
             if backend is None:
                 if method not in ("GET", "HEAD"):
@@ -146,7 +167,8 @@ class App:
                 status, headers, body = self._render(environ, method, reply)
             return backend, status, headers, body, reply.cache_status if backend else None
         except VaultError as exc:
-            status, headers, body = self._error(environ, exc, backend)
+            api = self._api_errors if (raw_path + "/").startswith("/v2/") else None
+            status, headers, body = self._error(environ, exc, backend or api)
             return backend, status, headers, body, "BYPASS" if backend else None
         except Exception as exc:  # noqa: BLE001 - log it in full, answer without a traceback
             log.exception("unexpected error handling %s %s", method, raw_path)
@@ -156,7 +178,7 @@ class App:
 
     def _handle(self, backend: Backend, environ: dict[str, Any], method: str,
                 route: Route) -> Reply:
-        request = Request(method, safe_path(route.rest), environ.get("QUERY_STRING", ""),
+        request = Request(method, safe_path(route.rest), safe_query(environ),
                           _Headers(environ), route.mount)
         return backend.handle(request)
 
@@ -225,6 +247,8 @@ class App:
         headers = {}
         if isinstance(exc, MethodNotAllowed):
             headers["Allow"] = ", ".join(exc.allowed)
+        if isinstance(exc, AuthFailed):
+            headers["WWW-Authenticate"] = CHALLENGE
         if getattr(exc, "retry_after", None):
             headers["Retry-After"] = exc.retry_after  # type: ignore[attr-defined]
         return headers

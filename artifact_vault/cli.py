@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__, commands
+from .auth import load_tokens
 from .config import Config, check_cache_dir, load_config
 from .errors import ConfigError
+from .token_cli import add_token_commands, run_token_command
 
 if TYPE_CHECKING:
     from .app import App
@@ -45,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
                           default="WARNING", help="log level of the Vault it runs (WARNING)")
     from .prefetch.command import add_arguments
     add_arguments(prefetch)
+    add_token_commands(sub)
     return parser
 
 
@@ -58,6 +61,7 @@ def load(path: Path | None, **overrides: object) -> Config:
     try:
         config = load_config(path)
         check_cache_dir(config.cache_dir)
+        load_tokens(config.auth)  # a bad tokens file stops start-up here, in one line
     except ConfigError as exc:
         print(f"artifact-vault: config error: {exc.message}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -126,6 +130,8 @@ def _drain(app: App, timeout: float) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "token":
+        return run_token_command(args)
     if args.command == "prefetch":
         raise SystemExit(prefetch(args))
     if args.command in commands.NAMES:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -24,6 +25,7 @@ import yaml
 from .errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_FOREVER = 100 * 365 * 86400.0  # longer durations are typos, and would overflow time arithmetic
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -34,11 +36,16 @@ RESERVED_PREFIXES = ("/health", "/ready", "/metrics", "/-")  # "/-/...": admin e
 def parse_duration(value: Any, key: str) -> float:
     """Seconds from ``30s``, ``10m``, ``1h``, ``7d``, ``1w``, ``250ms`` or a plain number."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if not match:
-        raise ConfigError(f"{key}: {value!r} is not a duration; write e.g. 30s, 10m, 1h or 7d")
-    return float(match[1]) * _DURATION_UNITS[match[2] or "s"]
+        seconds = float(value) if value <= _FOREVER else math.inf
+    else:
+        match = _DURATION.match(value) if isinstance(value, str) else None
+        if not match:
+            raise ConfigError(f"{key}: {value!r} is not a duration; write e.g. 30s, 10m, 1h or 7d")
+        seconds = float(match[1]) * _DURATION_UNITS[match[2] or "s"]
+    if not math.isfinite(seconds) or seconds > _FOREVER:
+        # YAML's .inf, or hundreds of digits (float() gives inf, int-to-float overflows)
+        raise ConfigError(f"{key}: {str(value)[:20]!r}... is too long a duration; write e.g. 52w")
+    return seconds
 
 
 def parse_size(value: Any, key: str) -> int:
@@ -49,7 +56,10 @@ def parse_size(value: Any, key: str) -> int:
     if not match:
         raise ConfigError(f"{key}: {value!r} is not a size; write e.g. 500MB or 50GB")
     unit = (match[2] or "").lower()[:1]
-    return int(float(match[1]) * _SIZE_UNITS[unit])
+    size = float(match[1]) * _SIZE_UNITS[unit]
+    if not math.isfinite(size):  # hundreds of digits: float() gives inf, int(inf) raises
+        raise ConfigError(f"{key}: {value[:20]!r}... is too large a size; write e.g. 500GB")
+    return int(size)
 
 
 class Secret(str):
@@ -92,6 +102,67 @@ class CacheSettings:
     min_free: Size = 1024**3
     max_stale: Duration = 7 * 86400.0  # how long past its TTL a copy may serve on upstream error
     negative_ttl: Duration = 60.0  # how long an upstream 404 is remembered
+
+
+def _token_hash(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"sha256:[0-9a-f]{64}", value):
+        raise ConfigError(f"{key}: expected 'sha256:<64 hex digits>' (never the token itself); "
+                          "make one with: artifact-vault token create")
+    return value
+
+
+def _scopes(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or any(v not in AUTH_SCOPES for v in value):
+        raise ConfigError(f"{key}: {value!r}; use a list of: {', '.join(AUTH_SCOPES)}")
+    return tuple(dict.fromkeys(value))
+
+
+def _token_prefixes(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or any(not isinstance(v, str) for v in value):
+        raise ConfigError(f"{key}: expected a list of backend prefixes, e.g. [/pypi/]")
+    return tuple(normalize_prefix(v, f"{key}[{i}]") for i, v in enumerate(value))
+
+
+AUTH_SCOPES = ("read", "admin")
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    """One client token, stored only as its hash: the file can be read without leaking access."""
+
+    name: str
+    hash: Annotated[str, _token_hash]
+    scopes: Annotated[tuple[str, ...], _scopes] = ("read",)
+    prefixes: Annotated[tuple[str, ...], _token_prefixes] = ()  # read only these; (): all
+    created: str | None = None
+
+
+def parse_tokens(value: Any, key: str) -> tuple[TokenSpec, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of tokens ({{name, hash, scopes}})")
+    tokens = tuple(build(TokenSpec, t, f"{key}[{i}]") for i, t in enumerate(value))
+    names = [t.name for t in tokens]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(f"{key}[{i}].name: {name!r} is used twice; names must be unique")
+    return tokens
+
+
+Tokens = Annotated[tuple[TokenSpec, ...], parse_tokens]
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Client auth, off unless tokens are configured inline or in a tokens file."""
+
+    tokens: Tokens = ()
+    tokens_file: Path | None = None  # written by ``artifact-vault token create``
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tokens) or self.tokens_file is not None
 
 
 @dataclass(frozen=True)
@@ -246,6 +317,7 @@ class Config:
     stop_timeout: Duration = 20.0  # SIGTERM waits this long for responses and downloads
     offline: bool = False
     cache: CacheSettings = field(default_factory=CacheSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
 
 

@@ -3,6 +3,8 @@
     VaultError
     ├── ConfigError                 bad config file: reported at start-up, never served
     ├── BadRequest                  400  the request itself is malformed or unsafe
+    ├── AuthFailed                  401  auth is on and no valid token came with the request
+    ├── Forbidden                   403  a valid token whose scopes do not cover the path
     ├── NotFound                    404  no backend, or no such artifact
     │   └── UpstreamNotFound        404  the upstream said 404/410 (may be negatively cached)
     ├── MethodNotAllowed            405
@@ -40,6 +42,14 @@ class ConfigError(VaultError):
 
 
 class BadRequest(VaultError):
+    pass
+
+
+class AuthFailed(VaultError):
+    """No token, or a wrong one; the response carries a challenge so clients send one."""
+
+
+class Forbidden(VaultError):
     pass
 
 
@@ -95,6 +105,8 @@ class TransferAborted(Exception):
 # inherits its parent's status.
 HTTP_STATUS: dict[type[VaultError], int] = {
     BadRequest: 400,
+    AuthFailed: 401,
+    Forbidden: 403,
     NotFound: 404,
     MethodNotAllowed: 405,
     RangeNotSatisfiable: 416,

@@ -163,3 +163,14 @@ def test_an_unwritable_cache_dir_is_reported_at_start(tmp_path):
     assert result.returncode == 2
     assert "config.cache_dir: 'blocker/cache' is not writable" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("key, value", [
+    ("max_size", "7" * 309), ("min_free", "9" * 400 + "GB"), ("max_stale", "7" * 400),
+    ("negative_ttl", 10**400), ("max_stale", float("inf"))])
+def test_huge_sizes_and_durations_are_a_config_error_not_a_crash(key, value):
+    # Found by tests/hostile.py: float() of hundreds of digits is inf and int(inf) raised
+    # OverflowError; a Python int that large overflowed float().
+    data = minimal()
+    data["cache"] = {key: value}
+    assert "too l" in error_of(data) and f"config.cache.{key}" in error_of(data)

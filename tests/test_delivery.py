@@ -63,3 +63,19 @@ def test_head_sends_headers_only():
 def test_unknown_size_means_no_ranges():
     d = deliver("GET", {"range": "bytes=0-9"}, served(None))
     assert d.status == 200 and "accept-ranges" not in d.headers
+
+
+def test_positions_too_long_for_int_are_past_the_end_not_a_500():
+    # Found by tests/hostile.py: int() refuses strings of over 4300 digits (ValueError).
+    huge = "7" * 5000
+    assert parse_range(f"bytes=0-{huge}", 1000) == (0, 1000)
+    assert parse_range(f"bytes=-{huge}", 1000) == (0, 1000)
+    assert parse_range(f"bytes=000000000000000000000000000000005-9", 1000) == (5, 10)
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range(f"bytes={huge}-", 1000)
+
+
+def test_a_suffix_range_of_an_empty_body_serves_it_whole():
+    # Found by tests/hostile.py: (0, 0) made a 206 with 'Content-Range: bytes 0--1/0'.
+    assert parse_range("bytes=-5", 0) is None
+    assert deliver("GET", {"range": "bytes=-5"}, served(0)).status == 200

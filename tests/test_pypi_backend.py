@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 import requests
@@ -194,3 +195,33 @@ def test_the_project_list_is_streamed_in_both_formats(index, make_vault):
     json_root = requests.get(f"{vault.url}/pypi/simple/", headers={"Accept": JSON}, timeout=10)
     assert json_root.json()["projects"] == [{"name": "alpha"}, {"name": "beta"}]
     assert index.upstream.count("/simple/") == 1
+
+
+def test_wrongly_typed_json_fields_are_ignored_not_a_500(upstream, make_vault):
+    # Found by tests/hostile.py: "requires-python": [null] reached html.escape() and the page
+    # answered 500; a boolean size was passed on as a size.
+    page = {"meta": {"api-version": "1.1"}, "name": "odd", "files": [
+        {"filename": "odd-1.0.tar.gz", "url": "/packages/odd-1.0.tar.gz", "hashes": {},
+         "requires-python": [None], "upload-time": 5, "size": True}]}
+    upstream.add("/simple/odd/", json.dumps(page).encode(),
+                 headers={"Content-Type": "application/vnd.pypi.simple.v1+json"})
+    vault = make_vault([pypi(upstream.url)])
+    html = requests.get(f"{vault.url}/pypi/simple/odd/", timeout=10)
+    assert html.status_code == 200 and "odd-1.0.tar.gz" in html.text
+    (item,) = requests.get(f"{vault.url}/pypi/simple/odd/", timeout=10, headers={
+        "Accept": "application/vnd.pypi.simple.v1+json"}).json()["files"]
+    assert "requires-python" not in item and "size" not in item and "upload-time" not in item
+
+
+@pytest.mark.parametrize("filename", ["..", ".", "", "../../../../files/x", "a/b.whl", "a\\b"])
+def test_files_whose_names_are_not_one_path_segment_are_left_out(filename):
+    # Found by tests/hostile.py: a name like '../../../../files/x' rendered a link that
+    # resolved outside the project's files (and could never be served).
+    page = json.dumps({"files": [{"filename": filename, "url": "/p/x", "hashes": {}},
+                                 {"filename": "ok-1.0.tar.gz", "url": "/p/ok", "hashes": {}}]})
+    project = parse_page(page.encode(), "application/vnd.pypi.simple.v1+json",
+                         "http://up/simple/x/", "x")
+    assert [f.filename for f in project.files] == ["ok-1.0.tar.gz"]
+    html = f'<a href="/p/x">{filename}</a><a href="/p/ok-1.0.tar.gz">ok-1.0.tar.gz</a>'
+    project = parse_page(html.encode(), "text/html", "http://up/simple/x/", "x")
+    assert [f.filename for f in project.files] in (["ok-1.0.tar.gz"], ["x", "ok-1.0.tar.gz"])

@@ -91,3 +91,14 @@ def test_an_upstream_tag_list_in_pages_is_merged(upstream, make_vault):
     vault = make_vault([backend(upstream.url)])
     r = requests.get(f"{vault.url}/v2/r/a/tags/list", timeout=10)
     assert r.json() == {"name": "a", "tags": ["1", "2", "3"]}
+
+
+def test_ip_addresses_are_the_same_token_realm_site_only_when_equal():
+    # Comparing the last two labels made 10.9.0.1 and 127.0.0.1 "the same site", so an
+    # upstream could send Vault's token request to any address ending in the same two octets.
+    from artifact_vault.backends.registry.auth import same_site
+    assert not same_site("10.9.0.1", "127.0.0.1")
+    assert not same_site("192.168.0.1", "registry.0.1")
+    assert same_site("127.0.0.1", "127.0.0.1")
+    assert same_site("auth.docker.io", "registry-1.docker.io")
+    assert not same_site("[::1]", "[fe80::1]")

@@ -65,6 +65,9 @@ class PypiSettings:
     verify_tls: bool = True
     ca_bundle: str | None = None
     offline: bool = False
+    # Hosts (host[:port]) the index's file URLs may point at, besides the index's own host;
+    # empty: any host the index lists (the index is trusted to say where its files live).
+    file_hosts: tuple[str, ...] = ()
 
     def check(self, key: str) -> None:
         if bool(self.base_url) == bool(self.upstreams):
@@ -92,6 +95,7 @@ class PypiBackend(BackendBase):
         # Parsed pages and rendered bodies, keyed by the stored page's digest: a hot page is
         # parsed and rendered once per upstream change, not once per request.
         self._memo = Memo(_MEMO_BUDGET)
+        self._file_hosts = frozenset(h.lower() for h in settings.file_hosts)
 
     def close(self) -> None:
         for upstream in self._upstreams:
@@ -255,7 +259,11 @@ class PypiBackend(BackendBase):
         f = model.file(filename)
         if f is None or _file_id(f) != file_id:
             raise NotFound(f"{filename} with id {file_id} is not listed for {project}")
-        return f, self._upstreams[i]
+        upstream, host = self._upstreams[i], urlsplit(f.url).netloc.lower()
+        if self._file_hosts and host not in self._file_hosts and host != upstream.host:
+            raise UpstreamError(f"the index lists {filename} on {host}, which file_hosts does "
+                                "not name", upstream=upstream.host)
+        return f, upstream
 
     def _file(self, project: str, file_id: str, filename: str) -> Reply:
         # The id is the index's sha256 (when it gave one): verification needs no page lookup,

@@ -18,6 +18,8 @@ from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonic
 
 from ...errors import UpstreamError
 
+# A file name Vault can serve is one path segment: no '/', '\\', control characters, '.' or '..'.
+_UNSERVABLE = re.compile(r"[/\\\x00-\x1f\x7f]|^\.{0,2}$")
 _HASH = re.compile(r"^(sha256|sha384|sha512|md5|sha1|sha224)=([0-9a-fA-F]+)$")
 
 
@@ -59,6 +61,11 @@ def parse_page(body: bytes, content_type: str, page_url: str, name: str) -> Proj
                             f"({type(exc).__name__}: {exc})") from None
 
 
+def _text(value: object) -> str | None:
+    """A string field of a JSON page; any other type (a list, a number) counts as absent."""
+    return value if isinstance(value, str) and value else None
+
+
 def _metadata_value(value: object) -> bool | dict[str, str]:
     if isinstance(value, dict):
         return {str(k): str(v).lower() for k, v in value.items()}
@@ -81,16 +88,18 @@ def _absolute(page_url: str, url: str) -> str:
 def _parse_json(doc: dict, page_url: str, name: str) -> Project:
     files = []
     for item in doc["files"]:
+        if _UNSERVABLE.search(str(item["filename"])):
+            continue
         url = _absolute(page_url, str(item["url"]))
         metadata = item.get("core-metadata", item.get("dist-info-metadata", False))
         yanked = item.get("yanked", False)
         files.append(File(
             filename=str(item["filename"]), url=url,
             hashes={str(k): str(v).lower() for k, v in (item.get("hashes") or {}).items()},
-            requires_python=item.get("requires-python") or None,
+            requires_python=_text(item.get("requires-python")),
             yanked=yanked if isinstance(yanked, str) and yanked else bool(yanked),
-            size=item["size"] if isinstance(item.get("size"), int) else None,
-            upload_time=item.get("upload-time") or None,
+            size=item["size"] if type(item.get("size")) is int else None,  # not a bool
+            upload_time=_text(item.get("upload-time")),
             core_metadata=_metadata_value(metadata)))
     versions = doc.get("versions")
     return Project(str(doc.get("name") or name), tuple(files),
@@ -133,6 +142,8 @@ def _parse_html(text: str, page_url: str, name: str) -> Project:
             continue
         url, fragment = urldefrag(urljoin(base, href))
         filename = text_ or url.rsplit("/", 1)[-1]
+        if _UNSERVABLE.search(filename):
+            continue  # its link would point outside the project's files, or nowhere
         match = _HASH.match(fragment)
         yanked = attrs.get("data-yanked")
         metadata = attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata"))

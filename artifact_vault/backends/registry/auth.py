@@ -8,6 +8,7 @@ expires, and retry the request once with it.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import threading
@@ -41,11 +42,24 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 
 
 def same_site(a: str, b: str) -> bool:
-    """Whether two hostnames share a registrable domain (auth.docker.io, registry-1.docker.io)."""
+    """Whether two hostnames share a registrable domain (auth.docker.io, registry-1.docker.io).
+
+    IP addresses have no domain: only the same address is the same site (comparing their last
+    two labels would make 10.0.0.5 and 192.168.0.5 one site)."""
     if a == b:
         return True
+    if _is_ip(a) or _is_ip(b):
+        return False
     la, lb = a.split("."), b.split(".")
     return len(la) >= 2 and len(lb) >= 2 and la[-2:] == lb[-2:]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 class TokenAuth:
