@@ -263,12 +263,14 @@ def test_eviction_drops_the_least_recently_used_entry(upstream, make_vault):
     for name in "abc":
         upstream.add(f"/{name}", blob(400_000, seed=ord(name)))
     vault = make_vault([http_backend(upstream.url)], cache={"max_size": 1_000_000})
-    get(f"{vault.url}/files/a")
-    get(f"{vault.url}/files/b")
+    for name in "ab":
+        get(f"{vault.url}/files/{name}")
+        vault.settle()  # committed (a client has its last byte a moment before)
     vault.app.cache.index.flush_access()
     time.sleep(0.01)
     get(f"{vault.url}/files/a")  # a is now more recent than b
     get(f"{vault.url}/files/c")  # needs room: b goes
+    vault.settle()
     assert get(f"{vault.url}/files/a").headers["X-Cache"] == "HIT"
     assert get(f"{vault.url}/files/b").headers["X-Cache"] == "MISS"
     assert upstream.count("/b") == 2 and upstream.count("/a") == 1
