@@ -38,6 +38,8 @@ class Backend(Protocol):
     # For maintenance (catalog.py): a static ``client_path(spec, key)`` maps a cache key back
     # to the path a client asks for (every backend has one), and a registry's static
     # ``blob_paths(spec, key, manifest)`` names the blobs a cached manifest lists.
+    # For the status page (status/): ``catalog()`` says how keys group into items (a
+    # ``CatalogShape``), ``upstreams`` lists the ``Upstream``s whose health is shown.
 
     def handle(self, request: Request) -> Reply: ...
 

@@ -205,6 +205,7 @@ class Cache:
             fill.wait_done()
             if fill.entry is None:
                 raise UpstreamError(f"could not keep {key} (disk full or failing)")
+            self.index.touch(key)
             return self._hit(fill.entry, "HIT")
         if isinstance(head, Entry):
             return self._hit(head, "HIT" if fill.filled_elsewhere else "REVALIDATED")

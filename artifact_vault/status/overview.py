@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
+from ..backends import BACKENDS
 from ..backends.base import CatalogShape
 from ..cache import Cache
 from ..config import BackendSpec, Config
@@ -27,7 +28,6 @@ from .clients import Origin, snippets
 _FROM_CACHE = ("HIT", "STALE", "REVALIDATED")
 _FROM_UPSTREAM = ("MISS", "BYPASS")
 
-
 @dataclass(frozen=True)
 class Configured:
     """One backend: its spec, its upstreams and its catalog shape (if it has one)."""
@@ -36,7 +36,6 @@ class Configured:
     spec: BackendSpec
     upstreams: Sequence[Upstream]
     shape: CatalogShape | None
-
 
 class Overview:
     def __init__(self, config: Config, cache: Cache, metrics: Metrics, catalog: Catalog,
@@ -87,8 +86,12 @@ class Overview:
     def _label(self, backend: str, key: str) -> str:
         """A key as people name the artifact: ``library/alpine:3.20``, ``six 1.16.0 (file)``."""
         for b in self._backends:
-            if b.name == backend and b.shape and key.startswith(b.shape.key_prefix):
+            if b.name != backend:
+                continue
+            if b.shape and key.startswith(b.shape.key_prefix):
                 return key[len(b.shape.key_prefix):]
+            path = BACKENDS[b.spec.type].client_path(b.spec, key)  # e.g. a pypi page's path
+            return path or key.removeprefix(f"{backend} ")
         return key.removeprefix(f"{backend} ")
 
     def page(self, origin: Origin, detailed: bool = True) -> bytes:
@@ -150,7 +153,6 @@ class Overview:
                 f'<ul>{"".join(health)}</ul>'
                 f"<details><summary>Client setup</summary>{setup}</details></section>")
 
-
 def _ratio(statuses: dict[tuple[str, str], float], backend: str | None) -> dict[str, Any]:
     def total(kinds: tuple[str, ...]) -> int:
         return int(sum(n for (b, c), n in statuses.items()
@@ -159,10 +161,8 @@ def _ratio(statuses: dict[tuple[str, str], float], backend: str | None) -> dict[
     return {"from_cache": hits, "from_upstream": misses,
             "hit_ratio": hits / (hits + misses) if hits + misses else None}
 
-
 def _percent(ratio: float | None) -> str:
     return "–" if ratio is None else f"{100 * ratio:.1f}%"
-
 
 def _duration(seconds: int) -> str:
     return h.ago(time.time() - seconds).removesuffix(" ago")
