@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import dataclasses
 import logging
@@ -11,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,6 +71,8 @@ def load(path: Path | None, **overrides: object) -> Config:
 
 
 def serve(config: Config) -> None:
+    from waitress import wasyncore
+
     from .app import build_app
     from .logs import setup_logging
     from .server import create_server
@@ -79,19 +81,27 @@ def serve(config: Config) -> None:
     app = build_app(config)
     server = create_server(app, config.http_host, config.http_port, config.threads)
 
+    def end_loop() -> None:
+        # Run in the loop's own thread (the trigger): closing every channel empties the map,
+        # and the loop returns. Not a simulated Ctrl-C: a server started in the background
+        # ignores SIGINT and would never stop.
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+
     def stop(*_: object) -> None:
         server.accepting = False  # no new connections; the ones open finish their responses
-        threading.Thread(target=_drain, args=(app, config.stop_timeout), daemon=True).start()
+        threading.Thread(target=_drain, args=(app, config.stop_timeout, end_loop),
+                         daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     log.info("artifact-vault %s listening on http://%s:%s/ (cache %s, backends %s)",
              __version__, config.http_host, server.effective_port, config.cache_dir,
              ", ".join(b.prefix for b in config.backends))
     try:
-        server.run()  # returns on KeyboardInterrupt: Ctrl-C, or _drain when it is done
+        server.run()  # returns when _drain ends the loop, or on Ctrl-C
     except KeyboardInterrupt:
         pass
     finally:
+        server.task_dispatcher.shutdown(timeout=1)
         app.close()
         log.info("stopped")
 
@@ -115,7 +125,7 @@ def prefetch(args: argparse.Namespace) -> int:
         return 130
 
 
-def _drain(app: App, timeout: float) -> None:
+def _drain(app: App, timeout: float, end_loop: Callable[[], None]) -> None:
     """After SIGTERM: wait (at most ``timeout``) for responses being sent and downloads
     running, then end the server loop. A download cut short leaves nothing behind: only
     committed blobs are in the cache, and ``app.close`` removes this process's temp files."""
@@ -125,7 +135,7 @@ def _drain(app: App, timeout: float) -> None:
         time.sleep(0.1)
     if app.busy():
         log.warning("stop_timeout reached: cutting %d responses/downloads short", app.busy())
-    _thread.interrupt_main()  # the server loop ends as on Ctrl-C
+    end_loop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -107,14 +107,14 @@ class VaultProcess:
                 self.kill()
 
 
-def start_vault_process(config: dict[str, Any], workdir: Path) -> VaultProcess:
+def start_vault_process(config: dict[str, Any], workdir: Path, **popen: Any) -> VaultProcess:
     """Run ``python main.py --config`` as a real process; wait until it listens."""
     config_path = workdir / f"config-{time.monotonic_ns()}.yml"
     config_path.write_text(yaml.safe_dump(config))
     log_path = workdir / f"vault-{time.monotonic_ns()}.log"
     proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--config", str(config_path)],
                             stdout=subprocess.DEVNULL, stderr=open(log_path, "wb"), cwd=workdir,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, **popen)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         match = re.search(r"listening on http://[\d.]+:(\d+)/", log_path.read_text())

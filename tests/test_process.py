@@ -93,3 +93,22 @@ def test_sigterm_cuts_a_stalled_download_short_after_stop_timeout(upstream, vaul
         gate.set()
     assert list((tmp_path / "cache" / "tmp").iterdir()) == []
     assert "stop_timeout reached" in vault.log_path.read_text()
+
+
+def test_sigterm_stops_a_server_started_with_sigint_ignored(upstream, tmp_path):
+    """A shell's `vault &` (and nohup) start it with SIGINT ignored: the stop must not depend
+    on SIGINT."""
+    import signal
+
+    from .conftest import start_vault_process
+
+    vault = start_vault_process(vault_config(tmp_path / "cache", [http_backend(upstream.url)]),
+                                tmp_path,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        with requests.Session() as keep_alive:  # an idle keep-alive connection stays open
+            assert keep_alive.get(f"{vault.url}/health", timeout=10).status_code == 200
+            vault.proc.terminate()
+            assert vault.proc.wait(10) == 0
+    finally:
+        vault.stop()
