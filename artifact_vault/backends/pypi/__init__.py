@@ -23,11 +23,11 @@ from email.utils import formatdate
 from urllib.parse import parse_qs, quote, urlsplit
 
 from ...cache import Answer, Fetch, Fetched, Policy, Served
-from ...config import BackendSpec, Duration, SecretStr, Timeout, TimeoutSpec
+from ...config import BackendSpec, Duration, PositiveInt, SecretStr, Timeout, TimeoutSpec
 from ...errors import (ConfigError, MethodNotAllowed, NotFound, OfflineMiss, UpstreamError,
                        UpstreamNotFound)
 from ...exchange import Reply, Request
-from ...upstream import HttpUrl, Upstream, UpstreamSettings
+from ...upstream import ConnectionLimit, HttpUrl, Upstream, UpstreamSettings
 from ..base import BackendBase, Context
 from . import render
 from .memo import Memo
@@ -62,6 +62,7 @@ class PypiSettings:
     verify_tls: bool = True
     ca_bundle: str | None = None
     offline: bool = False
+    max_upstream_connections: PositiveInt = 16  # at once, over all of this backend's upstreams
 
     def check(self, key: str) -> None:
         if bool(self.base_url) == bool(self.upstreams):
@@ -78,13 +79,14 @@ class PypiBackend(BackendBase):
     def __init__(self, spec: BackendSpec, ctx: Context) -> None:
         super().__init__(spec, ctx)
         settings: PypiSettings = spec.settings
+        limit = ConnectionLimit(settings.max_upstream_connections, settings.timeout.connect)
         self._upstreams = [
             Upstream(self.name, UpstreamSettings(
                 prefix=spec.prefix, base_url=index.url, headers=index.headers,
                 username=index.username, password=index.password, timeout=settings.timeout,
                 retries=settings.retries, verify_tls=settings.verify_tls,
                 ca_bundle=settings.ca_bundle), ctx.metrics,
-                pool_size=ctx.pool_size)
+                pool_size=ctx.pool_size, limit=limit)
             for index in settings.indexes()]
         # Parsed pages and rendered bodies, keyed by the stored page's digest: a hot page is
         # parsed and rendered once per upstream change, not once per request.
