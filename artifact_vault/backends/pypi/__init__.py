@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 from ...cache import Answer, Fetch, Fetched, Policy, Served
@@ -125,10 +126,12 @@ class PypiBackend(BackendBase):
         offline_miss = None
         for i, upstream in enumerate(self._upstreams):
             url = f"{upstream.base_url}/{name}/"
+            key = f"{self.name} page {url}"
             try:
                 served = self._cache.get_complete(
-                    self.name, f"{self.name} page {url}",
-                    Policy(ttl=self._settings.index_ttl, offline=self._offline),
+                    self.name, key,
+                    Policy(ttl=self._settings.index_ttl, offline=self._offline,
+                           check=lambda path, headers, u=url: _parses(path, headers, u, name)),
                     lambda v, up=upstream, u=url: up.get(u, {**v, "Accept": UPSTREAM_ACCEPT}))
             except UpstreamNotFound:
                 continue
@@ -287,6 +290,12 @@ class PypiBackend(BackendBase):
             with wheel.open(names[0]) as member:
                 body = member.read(16 * 1024 * 1024)
         return Answer(body=body, content_type="text/plain; charset=utf-8")
+
+
+def _parses(path: Path, headers: Mapping[str, str], url: str, name: str) -> None:
+    """Raise UpstreamError unless a downloaded page parses: a page cut short at a wrong
+    Content-Length is then not kept, and an expired good copy is served instead."""
+    parse_page(path.read_bytes(), headers.get("content-type", "text/html"), url, name)
 
 
 def _format(request: Request) -> str:
