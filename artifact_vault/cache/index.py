@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import ConfigError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     key          TEXT PRIMARY KEY,
@@ -67,14 +69,25 @@ class Index:
 
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
+        if not path.exists():
+            # A deleted index starts empty (its blobs stay unused until fetched again); a WAL
+            # left behind by the old file must not be replayed into the new one.
+            for stale in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                stale.unlink(missing_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
                                    timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")  # readers in other processes (CLI) never block
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(entries)")}
-        if "hits" not in columns:  # an index written before hits were counted
-            self._db.execute("ALTER TABLE entries ADD COLUMN hits INTEGER NOT NULL DEFAULT 0")
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")  # readers in other processes never block
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(entries)")}
+            if "hits" not in columns:  # an index written before hits were counted
+                self._db.execute("ALTER TABLE entries ADD COLUMN hits INTEGER NOT NULL DEFAULT 0")
+        except sqlite3.DatabaseError as exc:
+            # Refuse rather than guess: a damaged index could map a key to the wrong blob.
+            self._db.close()
+            raise ConfigError(f"config.cache_dir: {path} is not a usable SQLite index ({exc}); "
+                              "move it away and restart; the cache will be refilled") from None
         self._touched: dict[str, tuple[float, int]] = {}
         self._last_flush = time.monotonic()
         self._recent: dict[str, tuple[float, Entry | None]] = {}
