@@ -25,7 +25,6 @@ import hashlib
 import http.client
 import json
 import random
-import threading
 import time
 import zlib
 from collections.abc import Callable

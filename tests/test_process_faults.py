@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import random
 import sqlite3
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
