@@ -26,7 +26,8 @@ from .backends import BACKENDS, Backend, Context
 from .cache import Cache
 from .config import Config
 from .delivery import deliver, etag_matches
-from .errors import (AuthFailed, BadRequest, MethodNotAllowed, RangeNotSatisfiable, VaultError,
+from .errors import (AuthFailed, BadRequest, MethodNotAllowed, RangeNotSatisfiable,
+                     TransferAborted, VaultError,
                      status_for)
 from .exchange import Reply, Request
 from .logs import REQUEST_ID, AccessLog
@@ -215,6 +216,8 @@ class App:
                 f = open(served.path, "rb")
                 f.seek(d.start)
                 return d.status, headers, _FileBody(f, wrapper, length)
+        if served.fill is not None or served.stream is not None:
+            return d.status, headers, _Primed(served.open(d.start, d.end))
         return d.status, headers, served.open(d.start, d.end)
 
     def _error(self, environ: dict[str, Any], exc: VaultError,
@@ -385,6 +388,37 @@ class _CountingBody:
             if close is not None:
                 close()
         self._finished(self._sent)
+
+
+class _Primed:
+    """An upstream-fed body whose first chunk is read before the status line is sent.
+
+    waitress sends the headers with the first chunk, so reading it here costs no time; but
+    an upstream that fails before that chunk (a stall or reset early in the body) then
+    becomes a clear 502/504 naming the upstream, instead of waitress's bare 500."""
+
+    def __init__(self, body: Iterable[bytes]) -> None:
+        self._body = body
+        self._it = iter(body)
+        try:
+            self._first: bytes | None = next(self._it)
+        except StopIteration:
+            self._first = None
+        except TransferAborted as exc:
+            if isinstance(exc.__cause__, VaultError):
+                raise exc.__cause__ from None
+            raise
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        yield from self._it
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()
 
 
 def build_app(config: Config) -> App:

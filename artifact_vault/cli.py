@@ -78,7 +78,11 @@ def serve(config: Config) -> None:
     from .server import create_server
 
     setup_logging(config.log_level, config.log_format)
-    app = build_app(config)
+    try:
+        app = build_app(config)
+    except ConfigError as exc:  # found while opening the cache (a damaged index)
+        print(f"artifact-vault: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
     server = create_server(app, config.http_host, config.http_port, config.threads)
 
     def end_loop() -> None:

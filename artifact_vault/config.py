@@ -303,6 +303,7 @@ def _positive(value: Any, key: str) -> int:
 
 
 Backends = Annotated[tuple[BackendSpec, ...], _parse_backends]
+PositiveInt = Annotated[int, _positive]
 
 
 @dataclass(frozen=True)
@@ -313,7 +314,7 @@ class Config:
     cache_dir: Path = Path("./vault-cache")
     log_level: Annotated[str, _one_of("DEBUG", "INFO", "WARNING", "ERROR")] = "INFO"
     log_format: Annotated[str, _one_of("text", "json")] = "text"
-    threads: Annotated[int, _positive] = 32
+    threads: PositiveInt = 32
     stop_timeout: Duration = 20.0  # SIGTERM waits this long for responses and downloads
     offline: bool = False
     cache: CacheSettings = field(default_factory=CacheSettings)

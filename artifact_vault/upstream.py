@@ -25,7 +25,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from . import __version__
-from .config import SecretStr, Timeout, TimeoutSpec
+from .config import PositiveInt, SecretStr, Timeout, TimeoutSpec
 from .errors import (ConfigError, UpstreamError, UpstreamNotFound, UpstreamRateLimited,
                      UpstreamTimeout)
 
@@ -65,6 +65,7 @@ class UpstreamSettings:
     ca_bundle: str | None = None  # CA file for this upstream; default: the system's store
     allowed_redirect_hosts: tuple[str, ...] = ()
     offline: bool = False
+    max_upstream_connections: PositiveInt = 16  # at once, for the whole backend
 
 
 class UpstreamObserver(Protocol):
@@ -112,8 +113,57 @@ class UpstreamHealth:
             return list(self._states.values())
 
 
+class Permit:
+    """One slot of a ``ConnectionLimit``; releasing it twice is harmless, because a body can
+    end several ways (read to the end, closed early, broken, garbage-collected)."""
+
+    def __init__(self, limit: ConnectionLimit) -> None:
+        self._limit: ConnectionLimit | None = limit
+
+    def release(self) -> None:
+        limit, self._limit = self._limit, None
+        if limit is not None:
+            limit._release()
+
+
+class ConnectionLimit:
+    """At most ``size`` upstream connections of one backend at a time.
+
+    Vault protects its upstreams: 200 cold clients for 200 different files must not open 200
+    connections to one index or registry (single-flight already folds clients of the *same*
+    file into one). A slot is held from the request until its body is read or closed; a
+    request that cannot get one within ``wait`` seconds fails with a 504 rather than queueing
+    without bound. Followers of a fill wait on the fill, not here, so they cannot deadlock it."""
+
+    def __init__(self, size: int, wait: float) -> None:
+        self.size = size
+        self._wait = wait
+        self._free = threading.Semaphore(size)
+        self._lock = threading.Lock()
+        self.in_use = 0
+        self.peak = 0
+
+    def acquire(self, host: str) -> Permit:
+        if not self._free.acquire(timeout=self._wait):
+            raise UpstreamTimeout(f"upstream connection limit reached ({self.size} to {host} "
+                                  f"at once), waited {self._wait:g}s; see "
+                                  "max_upstream_connections", upstream=host)
+        with self._lock:
+            self.in_use += 1
+            self.peak = max(self.peak, self.in_use)
+        return Permit(self)
+
+    def _release(self) -> None:
+        with self._lock:
+            self.in_use -= 1
+        self._free.release()
+
+
 class UpstreamResponse:
-    """A streaming upstream answer whose body errors are ``UpstreamError``s."""
+    """A streaming upstream answer whose body errors are ``UpstreamError``s.
+
+    It holds its backend's connection slot until the body is read to the end, breaks, or is
+    closed; ``__del__`` is the backstop for an answer dropped without ``close``."""
 
     def __init__(self, resp: requests.Response, host: str,
                  failed: Callable[[str], None] = lambda _: None) -> None:
@@ -123,6 +173,7 @@ class UpstreamResponse:
         self.status = resp.status_code
         self.headers = resp.headers
         self.url = resp.url
+        self.permit: Permit | None = None
 
     def chunks(self) -> Iterator[bytes]:
         # decode_content=False: a .gz is stored and served as the bytes the upstream holds.
@@ -136,9 +187,19 @@ class UpstreamResponse:
             message = f"upstream {self._host} broke off mid-body ({type(exc).__name__})"
             self._failed(message)
             raise UpstreamError(message, upstream=self._host) from exc
+        finally:
+            self._release()
 
     def close(self) -> None:
         self._resp.close()
+        self._release()
+
+    def _release(self) -> None:
+        if self.permit is not None:
+            self.permit.release()
+
+    def __del__(self) -> None:
+        self._release()
 
     def __enter__(self) -> UpstreamResponse:
         return self
@@ -174,7 +235,8 @@ class Upstream:
     """One configured upstream origin, shared by all requests of one backend."""
 
     def __init__(self, backend: str, settings: UpstreamSettings, observer: UpstreamObserver,
-                 pool_size: int = 32, authorizer: Authorizer | None = None) -> None:
+                 pool_size: int = 32, authorizer: Authorizer | None = None,
+                 limit: ConnectionLimit | None = None) -> None:
         self.backend = backend
         self.settings = settings
         self.base_url = settings.base_url
@@ -182,6 +244,9 @@ class Upstream:
         self.authorizer = authorizer
         self._observer = observer
         self._allowed = frozenset({self.host, *(h.lower() for h in settings.allowed_redirect_hosts)})
+        # One limit per backend: a backend with several upstreams (pypi) passes its own.
+        self.limit = limit or ConnectionLimit(settings.max_upstream_connections,
+                                              settings.timeout.connect)
         self.session = requests.Session()
         self.session.trust_env = False  # no ~/.netrc credentials, no surprise proxies
         context = tls_context(settings.verify_tls, settings.ca_bundle)
@@ -207,18 +272,25 @@ class Upstream:
         allowed = None if any_redirect else (
             self._allowed | {also_allow.lower()} if also_allow else self._allowed)
         call = _Call(method, headers or {}, allowed, scope)
+        permit = self.limit.acquire(self.host)
         try:
-            resp = self._retrying(url, call)
+            resp = self._attempts(url, call)
         except UpstreamNotFound:  # a clear answer: the upstream works
+            permit.release()
             self._observer.upstream_outcome(self.backend, self.host, None)
             raise
         except UpstreamError as exc:
+            permit.release()
             self._observer.upstream_outcome(self.backend, self.host, exc.message)
             raise
+        except BaseException:
+            permit.release()
+            raise
         self._observer.upstream_outcome(self.backend, self.host, None)
+        resp.permit = permit  # released with the body
         return resp
 
-    def _retrying(self, url: str, call: _Call) -> UpstreamResponse:
+    def _attempts(self, url: str, call: _Call) -> UpstreamResponse:
         attempts = max(1, self.settings.retries + 1)
         for attempt in range(attempts):
             try:

@@ -25,6 +25,8 @@ class Route:
     chunk: int = 64 * 1024
     gate: threading.Event | None = None  # pause at gate_at bytes until set
     gate_at: int = 0
+    stall_at: int | None = None  # go silent for ``stall`` seconds after this many body bytes
+    stall: float = 0.0
     location: str | None = None  # for redirects
 
 
@@ -35,6 +37,8 @@ class FakeUpstream:
         self.log: list[tuple[str, str, dict[str, str]]] = []
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
+        # Concurrency seen by the upstream: open connections and requests being answered.
+        self.open_now = self.open_peak = self.busy_now = self.busy_peak = 0
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,6 +50,11 @@ class FakeUpstream:
             def setup(self) -> None:
                 super().setup()
                 upstream._conns.add(self.connection)
+                upstream._gauge("open", +1)
+
+            def finish(self) -> None:
+                upstream._gauge("open", -1)
+                super().finish()
 
             def do_GET(self) -> None:  # noqa: N802
                 upstream._serve(self, send_body=True)
@@ -79,7 +88,20 @@ class FakeUpstream:
         with self._lock:
             return self.hits[path]
 
+    def _gauge(self, name: str, delta: int) -> None:
+        with self._lock:
+            now = getattr(self, f"{name}_now") + delta
+            setattr(self, f"{name}_now", now)
+            setattr(self, f"{name}_peak", max(now, getattr(self, f"{name}_peak")))
+
     def _serve(self, h: BaseHTTPRequestHandler, send_body: bool) -> None:
+        self._gauge("busy", +1)
+        try:
+            self._answer(h, send_body)
+        finally:
+            self._gauge("busy", -1)
+
+    def _answer(self, h: BaseHTTPRequestHandler, send_body: bool) -> None:
         path = h.path
         with self._lock:
             self.hits[path] += 1
@@ -132,6 +154,8 @@ class FakeUpstream:
                     end = route.gate_at
                 if route.reset_at is not None and end > route.reset_at:
                     end = route.reset_at
+                if route.stall_at is not None and pos < route.stall_at < end:
+                    end = route.stall_at
                 piece = body[pos:end]
                 if piece:
                     if route.chunked:
@@ -143,6 +167,8 @@ class FakeUpstream:
                 if route.reset_at is not None and pos >= route.reset_at:
                     _reset(h)
                     return
+                if route.stall_at is not None and pos == route.stall_at:
+                    time.sleep(route.stall)
                 if route.trickle:
                     time.sleep(route.trickle)
             if route.chunked:

@@ -51,6 +51,10 @@ class Policy:
     digest: str | None = None  # expected sha256 hex, when the backend knows it
     size: int | None = None  # expected length, when the backend knows it
     digest_header: str | None = None  # an upstream header naming the body's "sha256:<hex>"
+    # Called with the downloaded file and its headers before it is committed; raises
+    # UpstreamError if the body is unusable (a page that does not parse), so it is not kept
+    # and an expired copy is served instead.
+    check: Callable[[Path, Mapping[str, str]], None] | None = None
 
 
 # Called with conditional headers (If-None-Match, If-Modified-Since) when revalidating.
@@ -143,7 +147,10 @@ class Cache:
         if policy.offline:
             raise OfflineMiss(f"offline mode is on and {key} is not cached")
         try:
-            return self._join(backend, key, policy, fetch, entry)
+            served = self._join(backend, key, policy, fetch, entry)
+            if entry is not None and served.fill is not None:
+                return self._replaced(key, served)
+            return served
         except UpstreamError as exc:
             if entry is not None and now - (entry.fresh_until or now) <= self.settings.max_stale:
                 log.warning("serving stale %s: %s", key, exc)
@@ -179,6 +186,19 @@ class Cache:
             raise UpstreamError(f"disk full: could not keep {key}")
         done = self.get(backend, key, dataclasses.replace(policy, offline=True), fetch)
         return dataclasses.replace(done, cache_status=served.cache_status)
+
+    def _replaced(self, key: str, served: Served) -> Served:
+        """An expired copy is being replaced: wait for the new one to be committed before
+        sending a byte, so that an upstream failing mid-body serves the old copy (STALE, by
+        the caller) instead of a broken transfer. Expiring files are index files and pages,
+        small next to the artifacts they list, so the wait is short."""
+        assert served.fill is not None
+        served.fill.wait_done()  # raises the fill's error
+        entry = self.index.get(key)
+        if entry is None or entry.status != 200 or not self.blobs.has(entry.digest or "",
+                                                                          entry.size):
+            return served  # evicted at once: read it through the finished fill
+        return self._hit(entry, "MISS")
 
     def _hit(self, entry: Entry, status: str, path: str | None = None) -> Served:
         assert entry.digest is not None
@@ -283,6 +303,12 @@ class Cache:
         finally:
             resp.close()
         self._verify(fill, policy, size, digest, written, headers)
+        if kept and policy.check is not None:
+            try:
+                policy.check(fill.temp, headers)
+            except BaseException:
+                fill.temp.unlink(missing_ok=True)
+                raise
         # Verified: the readers may have the last byte now. The fsync (tens of ms for a large
         # blob) and the commit happen while it travels; a request arriving meanwhile waits for
         # the commit and is a HIT (_join).

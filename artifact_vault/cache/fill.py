@@ -193,6 +193,10 @@ class Fill:
             try:
                 f = open(self._path, "rb")  # an open file survives the writer's rename/unlink
             except FileNotFoundError:
+                # The writer removes its temp file before it reports the failure: wait for
+                # the report, so the client gets the upstream's error, not an internal one.
+                while not self._done:
+                    self._cond.wait(_WAIT_SECONDS)
                 if self._error is not None:
                     raise self._error from None
                 raise TransferAborted(f"fill of {self.key} lost its file") from None

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import ConfigError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     key          TEXT PRIMARY KEY,
@@ -40,7 +42,10 @@ _TOUCH_FLUSH_SECONDS = 5.0
 # request. Writes through this Index forget the key at once; another process's writes (the
 # CLI) are seen within this time.
 _RECENT_SECONDS = 1.0
-_RECENT_MAX = 50_000
+# Only lookups of the last second are of use, so a few thousand suffice (Vault serves a few
+# thousand requests a second); at ~1.3 KB each, 50,000 let RSS climb ~60 MB under a stream of
+# new keys before the clear (bench/load.py --soak).
+_RECENT_MAX = 4096
 _RECOUNT_SECONDS = 60.0
 
 
@@ -71,14 +76,25 @@ class Index:
     def __init__(self, path: Path) -> None:
         self.path = path  # the catalog reads it over a connection of its own
         self._lock = threading.Lock()
+        if not path.exists():
+            # A deleted index starts empty (its blobs stay unused until fetched again); a WAL
+            # left behind by the old file must not be replayed into the new one.
+            for stale in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                stale.unlink(missing_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
                                    timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")  # readers in other processes (CLI) never block
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(entries)")}
-        if "hits" not in columns:  # an index written before hits were counted
-            self._db.execute("ALTER TABLE entries ADD COLUMN hits INTEGER NOT NULL DEFAULT 0")
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")  # readers in other processes never block
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(entries)")}
+            if "hits" not in columns:  # an index written before hits were counted
+                self._db.execute("ALTER TABLE entries ADD COLUMN hits INTEGER NOT NULL DEFAULT 0")
+        except sqlite3.DatabaseError as exc:
+            # Refuse rather than guess: a damaged index could map a key to the wrong blob.
+            self._db.close()
+            raise ConfigError(f"config.cache_dir: {path} is not a usable SQLite index ({exc}); "
+                              "move it away and restart; the cache will be refilled") from None
         self._touched: dict[str, tuple[float, int]] = {}
         self._last_flush = time.monotonic()
         self._recent: dict[str, tuple[float, Entry | None]] = {}

@@ -20,17 +20,18 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename,
                              parse_sdist_filename, parse_wheel_filename)
 
 from ...cache import Answer, Fetch, Fetched, Policy, Served
-from ...config import BackendSpec, Duration, SecretStr, Timeout, TimeoutSpec
+from ...config import BackendSpec, Duration, PositiveInt, SecretStr, Timeout, TimeoutSpec
 from ...errors import (ConfigError, MethodNotAllowed, NotFound, OfflineMiss, UpstreamError,
                        UpstreamNotFound)
 from ...exchange import Reply, Request
-from ...upstream import HttpUrl, Upstream, UpstreamSettings
+from ...upstream import ConnectionLimit, HttpUrl, Upstream, UpstreamSettings
 from ..base import BackendBase, CatalogShape, Context
 from . import render
 from .memo import Memo
@@ -68,6 +69,7 @@ class PypiSettings:
     # Hosts (host[:port]) the index's file URLs may point at, besides the index's own host;
     # empty: any host the index lists (the index is trusted to say where its files live).
     file_hosts: tuple[str, ...] = ()
+    max_upstream_connections: PositiveInt = 16  # at once, over all of this backend's upstreams
 
     def check(self, key: str) -> None:
         if bool(self.base_url) == bool(self.upstreams):
@@ -84,13 +86,14 @@ class PypiBackend(BackendBase):
     def __init__(self, spec: BackendSpec, ctx: Context) -> None:
         super().__init__(spec, ctx)
         settings: PypiSettings = spec.settings
+        limit = ConnectionLimit(settings.max_upstream_connections, settings.timeout.connect)
         self._upstreams = [
             Upstream(self.name, UpstreamSettings(
                 prefix=spec.prefix, base_url=index.url, headers=index.headers,
                 username=index.username, password=index.password, timeout=settings.timeout,
                 retries=settings.retries, verify_tls=settings.verify_tls,
                 ca_bundle=settings.ca_bundle), ctx.metrics,
-                pool_size=ctx.pool_size)
+                pool_size=ctx.pool_size, limit=limit)
             for index in settings.indexes()]
         # Parsed pages and rendered bodies, keyed by the stored page's digest: a hot page is
         # parsed and rendered once per upstream change, not once per request.
@@ -155,10 +158,12 @@ class PypiBackend(BackendBase):
         offline_miss = None
         for i, upstream in enumerate(self._upstreams):
             url = f"{upstream.base_url}/{name}/"
+            key = f"{self.name} page {url}"
             try:
                 served = self._cache.get_complete(
-                    self.name, f"{self.name} page {url}",
-                    Policy(ttl=self._settings.index_ttl, offline=self._offline),
+                    self.name, key,
+                    Policy(ttl=self._settings.index_ttl, offline=self._offline,
+                           check=lambda path, headers, u=url: _parses(path, headers, u, name)),
                     lambda v, up=upstream, u=url: up.get(u, {**v, "Accept": UPSTREAM_ACCEPT}))
             except UpstreamNotFound:
                 continue
@@ -321,6 +326,12 @@ class PypiBackend(BackendBase):
             with wheel.open(names[0]) as member:
                 body = member.read(16 * 1024 * 1024)
         return Answer(body=body, content_type="text/plain; charset=utf-8")
+
+
+def _parses(path: Path, headers: Mapping[str, str], url: str, name: str) -> None:
+    """Raise UpstreamError unless a downloaded page parses: a page cut short at a wrong
+    Content-Length is then not kept, and an expired good copy is served instead."""
+    parse_page(path.read_bytes(), headers.get("content-type", "text/html"), url, name)
 
 
 def _format(request: Request) -> str:
