@@ -193,3 +193,15 @@ def test_a_spilled_fill_is_still_verified_and_never_committed(cache, monkeypatch
             read_all(cache, Policy(digest=digest), BODY)
     assert cache.index.get("k") is None and cache.index.totals() == (0, 0)
     assert list(cache.blobs.tmp_dir.iterdir()) == []
+
+
+def test_a_miss_that_finds_the_fill_just_committed_does_not_fetch_again(cache):
+    """The race: a request looked the key up (missing) just before a fill committed, and
+    reaches the fills table just after the fill left it."""
+    read_all(cache, Policy(ttl=60), BODY)  # the fill that committed meanwhile
+
+    def fetch(validators: object) -> Scripted:
+        raise AssertionError("fetched a second time")
+
+    served = cache._join("b", "k", Policy(ttl=60), fetch, None)
+    assert served.cache_status == "HIT" and b"".join(served.open()) == BODY
