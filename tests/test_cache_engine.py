@@ -197,7 +197,8 @@ def test_a_spilled_fill_is_still_verified_and_never_committed(cache, monkeypatch
 
 def test_a_miss_that_finds_the_fill_just_committed_does_not_fetch_again(cache):
     """The race: a request looked the key up (missing) just before a fill committed, and
-    reaches the fills table just after the fill left it."""
+    reaches the fills table just after the fill left it. The new fill re-reads the index
+    under the key's lock (``_filled_elsewhere``) and ends with the committed entry."""
     import time
 
     read_all(cache, Policy(ttl=60), BODY)  # the fill that committed meanwhile

@@ -212,11 +212,6 @@ class Cache:
             fill = self._fills.get(key)
             start = fill is None
             if fill is None:
-                # A fill may have committed and left the table since the caller looked the
-                # key up: without this look, that caller would fetch it a second time.
-                done = self._committed(key)
-                if done is not None:
-                    return done
                 fill = self._fills[key] = Fill(key, self.blobs.new_temp())
             fill.join()
             if start:
@@ -236,18 +231,6 @@ class Cache:
             return self._hit(head, "HIT" if fill.filled_elsewhere else "REVALIDATED")
         return Served("MISS", head.size, head.headers, fill=fill, fetched_at=time.time(),
                       digest=policy.digest)
-
-    def _committed(self, key: str) -> Served | None:
-        """A HIT if ``key`` now has a fresh entry (one SQLite read per miss: a commit drops
-        the key from the lookup memo)."""
-        entry = self.index.get(key)
-        if entry is None or entry.status != 200 or not entry.is_fresh(time.time()):
-            return None
-        path = self.blobs.present(entry.digest or "", entry.size)
-        if path is None:
-            return None
-        self.index.touch(key)
-        return self._hit(entry, "HIT", path)
 
     def _run(self, fill: Fill, backend: str, policy: Policy, fetch: Fetch,
              stale: Entry | None) -> None:
