@@ -192,13 +192,13 @@ class Cache:
         sending a byte, so that an upstream failing mid-body serves the old copy (STALE, by
         the caller) instead of a broken transfer. Expiring files are index files and pages,
         small next to the artifacts they list, so the wait is short."""
-        assert served.fill is not None
-        served.fill.wait_done()  # raises the fill's error
-        entry = self.index.get(key)
-        if entry is None or entry.status != 200 or not self.blobs.has(entry.digest or "",
-                                                                          entry.size):
-            return served  # evicted at once: read it through the finished fill
-        return self._hit(entry, "MISS")
+        fill = served.fill
+        assert fill is not None
+        fill.release()  # read from the committed entry, not from the fill
+        fill.wait_done()  # raises the fill's error
+        if fill.entry is None:  # passed through, not kept (disk full): the old copy it is
+            raise UpstreamError(f"could not keep the new copy of {key} (disk full)")
+        return self._hit(fill.entry, "MISS")
 
     def _hit(self, entry: Entry, status: str, path: str | None = None) -> Served:
         assert entry.digest is not None
