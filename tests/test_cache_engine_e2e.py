@@ -393,3 +393,19 @@ def test_a_blob_evicted_between_lookup_and_open_is_fetched_again(upstream, make_
     monkeypatch.setattr(cache, "get", get_then_evict)
     r = get(f"{vault.url}/files/ev.bin")
     assert r.status_code == 200 and r.content == body
+
+
+def test_a_slow_upstreams_first_bytes_reach_the_client_without_waiting_for_a_full_chunk(
+        upstream, make_vault):
+    gate = threading.Event()
+    body = blob(256 * 1024)
+    upstream.add("/slow-start.bin", body, chunk=4096, gate=gate, gate_at=8192)
+    vault = make_vault([http_backend(upstream.url)])
+    r = get(f"{vault.url}/files/slow-start.bin", stream=True)
+    try:
+        with ThreadPoolExecutor(1) as pool:  # the upstream is paused at 8 KiB
+            first = pool.submit(r.raw.read, 4096)
+            assert first.result(timeout=10) == body[:4096]
+    finally:
+        gate.set()
+    assert r.raw.read() == body[4096:]
