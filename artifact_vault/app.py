@@ -23,11 +23,11 @@ from . import __version__
 from .admin import PREFIX as ADMIN_PREFIX, Admin
 from .auth import CHALLENGE, Gate
 from .backends import BACKENDS, Backend, Context
+from .bodies import FileBody, Primed, wrap_body
 from .cache import Cache
 from .config import Config
 from .delivery import deliver, etag_matches
-from .errors import (AuthFailed, BadRequest, MethodNotAllowed, RangeNotSatisfiable,
-                     TransferAborted, VaultError,
+from .errors import (AuthFailed, BadRequest, MethodNotAllowed, RangeNotSatisfiable, VaultError,
                      status_for)
 from .exchange import Reply, Request
 from .logs import REQUEST_ID, AccessLog
@@ -132,7 +132,7 @@ class App:
         record = _AccessRecord(self.metrics, self._access_log, backend.name if backend else "-",
                                method, raw_path,
                                reply_status, cache_status, rid, started, upstream_time)
-        return _wrap_body(body, record.finished)
+        return wrap_body(body, record.finished)
 
     def _respond(self, environ: dict[str, Any], method: str, raw_path: str) -> tuple[
             Backend | None, int, dict[str, str], Iterable[bytes], str | None]:
@@ -215,9 +215,9 @@ class App:
             if wrapper is not None:
                 f = open(served.path, "rb")
                 f.seek(d.start)
-                return d.status, headers, _FileBody(f, wrapper, length)
+                return d.status, headers, FileBody(f, wrapper, length)
         if served.fill is not None or served.stream is not None:
-            return d.status, headers, _Primed(served.open(d.start, d.end))
+            return d.status, headers, Primed(served.open(d.start, d.end))
         return d.status, headers, served.open(d.start, d.end)
 
     def _error(self, environ: dict[str, Any], exc: VaultError,
@@ -335,90 +335,6 @@ class _AccessRecord:
         if self.log.enabled:
             self.log.write(self.request_id, self.method, self.path, self.status, sent,
                            time.monotonic() - self.started, self.cache, self.upstream_time)
-
-
-class _FileBody:
-    """A cached file handed to the server's file wrapper (its fast path), with a close hook.
-
-    waitress serves ``wsgi.file_wrapper`` objects from its I/O loop without a worker thread per
-    chunk; wrapping the *file* (not the iterable) keeps that fast path and still tells us when
-    the response is done."""
-
-    def __init__(self, f: Any, wrapper: Callable[..., Any], length: int) -> None:
-        self._f = f
-        self.wrapper = wrapper
-        self.length = length
-        self.read, self.seek, self.tell = f.read, f.seek, f.tell
-        self.on_close: Callable[[], None] = lambda: None
-
-    def close(self) -> None:
-        self._f.close()
-        self.on_close()
-
-
-def _wrap_body(body: Iterable[bytes],
-               finished: Callable[[int], None]) -> Iterable[bytes]:
-    if isinstance(body, _FileBody):
-        length = body.length
-        body.on_close = lambda: finished(length)
-        return body.wrapper(body, 256 * 1024)
-    return _CountingBody(body, finished)
-
-
-class _CountingBody:
-    """Counts bytes as the server pulls them and reports once, when the server closes us."""
-
-    def __init__(self, body: Iterable[bytes], finished: Callable[[int], None]) -> None:
-        self._body = body
-        self._it: Iterator[bytes] = iter(body)
-        self._finished = finished
-        self._sent = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        chunk = next(self._it)
-        self._sent += len(chunk)
-        return chunk
-
-    def close(self) -> None:
-        for obj in (self._it, self._body):
-            close = getattr(obj, "close", None)
-            if close is not None:
-                close()
-        self._finished(self._sent)
-
-
-class _Primed:
-    """An upstream-fed body whose first chunk is read before the status line is sent.
-
-    waitress sends the headers with the first chunk, so reading it here costs no time; but
-    an upstream that fails before that chunk (a stall or reset early in the body) then
-    becomes a clear 502/504 naming the upstream, instead of waitress's bare 500."""
-
-    def __init__(self, body: Iterable[bytes]) -> None:
-        self._body = body
-        self._it = iter(body)
-        try:
-            self._first: bytes | None = next(self._it)
-        except StopIteration:
-            self._first = None
-        except TransferAborted as exc:
-            if isinstance(exc.__cause__, VaultError):
-                raise exc.__cause__ from None
-            raise
-
-    def __iter__(self) -> Iterator[bytes]:
-        if self._first is not None:
-            first, self._first = self._first, None
-            yield first
-        yield from self._it
-
-    def close(self) -> None:
-        close = getattr(self._body, "close", None)
-        if close is not None:
-            close()
 
 
 def build_app(config: Config) -> App:

@@ -33,8 +33,15 @@ NAMES = ["safe_path_stays_in_its_prefix", "routing_keeps_the_rest_below_the_moun
          "config_files_load_or_raise_a_config_error"]
 
 
+def test_every_property_is_run_here(props):
+    found, _ = props
+    assert sorted(found) == sorted(NAMES)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_property(props, name):
+    """The property asserts inside: Hypothesis runs it on generated inputs and raises with
+    the first counterexample it finds (shrunk)."""
     found, _ = props
     found[name]()
 

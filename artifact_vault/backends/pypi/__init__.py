@@ -31,7 +31,8 @@ from ...config import BackendSpec, Duration, PositiveInt, SecretStr, Timeout, Ti
 from ...errors import (ConfigError, MethodNotAllowed, NotFound, OfflineMiss, UpstreamError,
                        UpstreamNotFound)
 from ...exchange import Reply, Request
-from ...upstream import ConnectionLimit, HttpUrl, Upstream, UpstreamSettings
+from ...upstream import HttpUrl, Upstream, UpstreamSettings
+from ...upstream_state import ConnectionLimit
 from ..base import BackendBase, CatalogShape, Context
 from . import render
 from .memo import Memo
