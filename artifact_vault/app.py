@@ -23,13 +23,14 @@ from . import __version__
 from .admin import PREFIX as ADMIN_PREFIX, Admin
 from .auth import CHALLENGE, Gate
 from .backends import BACKENDS, Backend, Context
-from .bodies import FileBody, Primed, wrap_body
+from .bodies import FileBody, Primed, Whole, wrap_body
 from .cache import Cache
 from .config import Config
 from .delivery import deliver, etag_matches
 from .errors import (AuthFailed, BadRequest, MethodNotAllowed, RangeNotSatisfiable, VaultError,
                      status_for)
 from .exchange import Reply, Request
+from .hot import Hot, HotHits
 from .logs import REQUEST_ID, AccessLog
 from .metrics import Metrics
 from .routing import Route, Router
@@ -94,6 +95,7 @@ class App:
         self._admin = Admin(config, cache)
         self._pages = StatusPages(config, cache, backends, metrics, self._started)
         self._gate = Gate(config.auth)
+        self._hot = HotHits(cache) if not self._gate.enabled else None
         # Errors on the registry API (even before routing: a 401) use the OCI error format.
         self._api_errors = next((b for b in backends if getattr(b, "registry_hosts", ())), None)
 
@@ -114,6 +116,12 @@ class App:
         rid = environ.get("HTTP_X_REQUEST_ID", "")
         rid = rid if _REQUEST_ID.match(rid) else os.urandom(8).hex()
         method = environ["REQUEST_METHOD"]
+        hot = self._hot.lookup(environ) if self._hot is not None else None
+        if hot is not None:
+            start_response(hot.status, [*hot.headers, ("X-Request-Id", rid)])
+            return Whole(hot.body, _AccessRecord(self.metrics, self._access_log, hot.backend,
+                                                 method, hot.path, 200, "HIT", rid, started,
+                                                 0.0).finished)
         raw_path = urlsplit(environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")).path
         token = REQUEST_ID.set(rid)
         try:
@@ -121,11 +129,16 @@ class App:
                 environ, method, raw_path)
         finally:
             REQUEST_ID.reset(token)
-        headers["X-Request-Id"] = rid
         if cache_status:
             headers["X-Cache"] = cache_status
-        start_response(_STATUS_LINES.get(reply_status) or str(reply_status),
-                       list(headers.items()))
+        status_line = _STATUS_LINES.get(reply_status) or str(reply_status)
+        if (isinstance(body, _Inline) and body.entry is not None and reply_status == 200
+                and self._hot is not None):
+            assert backend is not None
+            self._hot.keep(environ, Hot(body.entry, backend.name, raw_path, status_line,
+                                        list(headers.items()), body[0]))
+        headers["X-Request-Id"] = rid
+        start_response(status_line, list(headers.items()))
         # Time in the backend is upstream time unless the answer came from the cache.
         upstream_time = (time.monotonic() - started
                          if cache_status not in (None, "HIT", "STALE") else 0.0)
@@ -211,7 +224,7 @@ class App:
                 # loop costs a thread hand-off that is dearer than the copy.
                 with open(served.path, "rb") as f:
                     f.seek(d.start)
-                    return d.status, headers, [f.read(length)]
+                    return d.status, headers, _Inline(f.read(length), served)
             if wrapper is not None:
                 f = open(served.path, "rb")
                 f.seek(d.start)
@@ -299,6 +312,14 @@ class _Headers(Mapping[str, str]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+class _Inline(list):  # type: ignore[type-arg]
+    """A small cached body read whole, with the cache entry it came from (for ``HotHits``)."""
+
+    def __init__(self, data: bytes, served: Any) -> None:
+        super().__init__((data,))
+        self.entry = served.entry if served.cache_status == "HIT" else None
 
 
 def _env_name(name: str) -> str:

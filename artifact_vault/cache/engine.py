@@ -83,6 +83,7 @@ class Served:
     stream: Verified | None = None
     fetched_at: float | None = None
     digest: str | None = None  # sha256 hex of the body, when known before it is sent
+    entry: Entry | None = None  # the index entry a HIT is served from (see ``still_current``)
 
     def open(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """The body bytes [start, end): from disk, from the growing fill, or from upstream."""
@@ -203,7 +204,18 @@ class Cache:
     def _hit(self, entry: Entry, status: str, path: str | None = None) -> Served:
         assert entry.digest is not None
         return Served(status, entry.size, entry.headers, path=path or self.blobs.file(entry.digest),
-                      fetched_at=entry.fetched_at, digest=entry.digest)
+                      fetched_at=entry.fetched_at, digest=entry.digest, entry=entry)
+
+    def still_current(self, entry: Entry) -> bool:
+        """Whether a HIT served from ``entry`` may be sent again as it was, and if so count it.
+
+        True while the index still holds this very object: every write through this process
+        replaces or drops it, and a lookup older than the index's memo (a second) reads a new
+        one, so another process's purge is seen within a second, as by ``get``."""
+        if self.index.get(entry.key) is not entry or not entry.is_fresh(time.time()):
+            return False
+        self.index.touch(entry.key)
+        return True
 
     def _join(self, backend: str, key: str, policy: Policy, fetch: Fetch,
               stale: Entry | None) -> Served:
