@@ -34,7 +34,7 @@ from .hot import Hot, HotHits
 from .logs import REQUEST_ID, AccessLog
 from .metrics import Metrics
 from .routing import Route, Router
-from .status import StatusPages
+from .status import PUBLIC, StatusPages
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,14 @@ class App:
             if method == "CONNECT" or not raw_path.startswith("/"):
                 # Vault is never a forward proxy: CONNECT host:port or a target with no path
                 raise MethodNotAllowed(f"{method} {raw_path[:100]}: Vault is not a proxy")
-            token = self._gate.authenticate(environ, raw_path)
+            try:
+                token = self._gate.authenticate(environ, raw_path)
+            except AuthFailed:
+                if "HTTP_AUTHORIZATION" in environ or (raw_path.rstrip("/") or "/") not in PUBLIC:
+                    raise
+                public = self._pages.reply(environ, method, raw_path, detailed=False)
+                assert public is not None
+                return (None, *self._render(environ, method, public), None)
             pages = self._pages.reply(environ, method, raw_path)  # /, /-/catalog, /-/api/...
             if pages is not None:
                 return (None, *self._render(environ, method, pages), None)

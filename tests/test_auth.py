@@ -111,10 +111,19 @@ def test_the_admin_prefix_needs_the_admin_scope(guarded, path):
     assert get(guarded.url + path, ADMIN).status_code in (200, 400, 404, 405)
 
 
-def test_the_status_page_and_api_need_read(guarded):
-    for path in ("/", "/-/api/backends"):
+def test_the_catalog_needs_read_and_anonymous_users_see_only_the_public_status(guarded,
+                                                                                 upstream):
+    get(f"{guarded.url}/files/a.txt", READ)
+    for path in ("/-/catalog", "/-/api/catalog", "/-/api/catalog?backend=files"):
         assert get(guarded.url + path).status_code == 401
-        assert get(guarded.url + path, READ).status_code != 401
+        assert get(guarded.url + path, READ).status_code == 200
+    assert get(guarded.url + "/", "not-a-token").status_code == 401
+    for path in ("/", "/-/api/status"):
+        public, full = get(guarded.url + path), get(guarded.url + path, READ)
+        assert public.status_code == 200 and full.status_code == 200
+        assert upstream.url.encode() in full.content
+        for private in (b"a.txt", upstream.url.encode()):  # (Vault's own address is shown)
+            assert private not in public.content, (path, private)
 
 
 def test_the_clients_authorization_is_never_sent_upstream(guarded, upstream):

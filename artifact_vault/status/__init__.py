@@ -34,6 +34,10 @@ from .overview import Configured, Overview
 __all__ = ["StatusPages"]
 
 
+# What anyone may see when client auth is on: that Vault is up and how its upstreams are, with
+# no artifact names, upstream addresses or error messages (``reply(..., detailed=False)``).
+PUBLIC = frozenset({"/", "/-/api/status"})
+
 class StatusPages:
     def __init__(self, config: Config, cache: Cache, backends: Sequence[Backend],
                  metrics: Metrics, started: float) -> None:
