@@ -8,12 +8,14 @@ while the cache engine says the index entry it came from is still current and fr
 (``Cache.still_current``), so a purge, eviction or refetch is never hidden.
 
 Only plain GETs use it (no Range, no conditional headers) and only when client auth is off:
-everything else takes the full path. Bodies are at most 64 KiB and all of them together at
-most ``max_bytes``; when that is reached the memo starts over.
+everything else takes the full path. The index entry is re-read at least once a second, which
+ends the memo's use of it, so responses older than that are dropped (memory follows the keys
+asked for lately); bodies are at most 64 KiB and all of them together at most ``max_bytes``.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,7 @@ from .cache import Cache
 from .cache.index import Entry
 
 _BODY_MAX = 64 * 1024
+_KEEP_SECONDS = 1.0
 # Headers that make a GET answer differ from the plain one
 _CONDITIONAL = ("HTTP_RANGE", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_RANGE")
 
@@ -40,15 +43,16 @@ class HotHits:
         self._cache = cache
         self._max_bytes = max_bytes
         self._bytes = 0
-        self._hits: dict[tuple[str, str], Hot] = {}
+        self._hits: dict[tuple[str, str], tuple[float, Hot]] = {}
+        self._swept = time.monotonic()
 
     def lookup(self, environ: dict[str, Any]) -> Hot | None:
         if environ["REQUEST_METHOD"] != "GET" or any(h in environ for h in _CONDITIONAL):
             return None
-        hot = self._hits.get((environ.get("REQUEST_URI", ""), environ.get("HTTP_ACCEPT", "")))
-        if hot is None or not self._cache.still_current(hot.entry):
+        kept = self._hits.get((environ.get("REQUEST_URI", ""), environ.get("HTTP_ACCEPT", "")))
+        if kept is None or not self._cache.still_current(kept[1].entry):
             return None
-        return hot
+        return kept[1]
 
     def keep(self, environ: dict[str, Any], hot: Hot) -> None:
         """Remember ``hot`` as the answer to this request (the caller checked it is a 200 HIT
@@ -57,7 +61,12 @@ class HotHits:
         if (not uri or environ["REQUEST_METHOD"] != "GET" or len(hot.body) > _BODY_MAX
                 or any(h in environ for h in _CONDITIONAL)):
             return
+        now = time.monotonic()
+        if now - self._swept > _KEEP_SECONDS:
+            self._hits = {k: v for k, v in self._hits.items() if now - v[0] < _KEEP_SECONDS}
+            self._bytes = sum(len(v[1].body) for v in self._hits.values())
+            self._swept = now
         if self._bytes + len(hot.body) > self._max_bytes:
             self._hits, self._bytes = {}, 0
-        self._hits[(uri, environ.get("HTTP_ACCEPT", ""))] = hot
+        self._hits[(uri, environ.get("HTTP_ACCEPT", ""))] = (now, hot)
         self._bytes += len(hot.body)

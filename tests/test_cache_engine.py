@@ -142,6 +142,20 @@ def test_hits_are_counted_in_batches_and_survive_a_refetch(tmp_path):
     assert Index(tmp_path / "i.sqlite").get("k").hits == 3
 
 
+def test_the_lookup_memo_keeps_only_the_last_seconds_keys(tmp_path, monkeypatch):
+    from artifact_vault.cache import index as index_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(index_module.time, "monotonic", lambda: clock[0])
+    index = index_module.Index(tmp_path / "i.sqlite")
+    for n in range(100):
+        index.get(f"old-{n}")
+    clock[0] += 1.5
+    index.get("new")
+    assert set(index._recent) == {"new"}  # memory follows recent keys, not every key seen
+    index.close()
+
+
 def test_a_short_write_is_completed_not_ignored(tmp_path, monkeypatch):
     """A raw write may write less than asked (a filling disk): the rest must still be written,
     or the file would be shorter than what was hashed and verified."""

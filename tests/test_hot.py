@@ -132,3 +132,14 @@ def test_the_memo_holds_small_bodies_only_and_starts_over_when_full():
     assert hits.lookup(_environ("/one")) is None and hits.lookup(_environ("/two")) is not None
     hits.keep(_environ("/three", HTTP_RANGE="bytes=0-1"), _hot())
     assert hits.lookup(_environ("/three")) is None
+
+
+def test_responses_older_than_a_second_are_dropped(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("artifact_vault.hot.time.monotonic", lambda: clock[0])
+    hits = HotHits(_Cache())  # type: ignore[arg-type]
+    hits.keep(_environ("/old"), _hot())
+    clock[0] += 1.5
+    hits.keep(_environ("/new"), _hot())
+    assert hits.lookup(_environ("/old")) is None and hits.lookup(_environ("/new")) is not None
+    assert len(hits._hits) == 1

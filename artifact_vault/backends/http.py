@@ -18,7 +18,6 @@ from .base import BackendBase, CatalogShape, Context
 # RFC 3986 pchar minus '%': a literal '%' in a decoded path (Debian's "%3a" epochs) must be
 # re-encoded, or the upstream would decode it a second time.
 _SAFE = "/:@!$&'()*+,;=-._~"
-_RESOLVED_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -41,9 +40,6 @@ class HttpBackend(BackendBase):
         self._immutable = re.compile("|".join(patterns)).match if patterns else lambda _: None
         self._policies = (Policy(ttl=self._settings.ttl, offline=self._offline),
                           Policy(ttl=None, offline=self._offline))
-        # path and query -> (cache key and upstream URL, policy): a hot file skips the
-        # quoting and the pattern match. Bounded: cleared when full.
-        self._resolved: dict[tuple[str, str], tuple[str, Policy]] = {}
 
     def close(self) -> None:
         self._upstream.close()
@@ -79,13 +75,7 @@ class HttpBackend(BackendBase):
         return Reply(served=served, cache_status=served.cache_status)
 
     def _resolve(self, path: str, query: str) -> tuple[str, Policy]:
-        resolved = self._resolved.get((path, query))
-        if resolved is None:
-            url = f"{self._settings.base_url}/{quote(path, safe=_SAFE)}"
-            if query:
-                url += f"?{query}"
-            resolved = (url, self._policies[self._immutable(path) is not None])
-            if len(self._resolved) >= _RESOLVED_MAX:
-                self._resolved.clear()
-            self._resolved[(path, query)] = resolved
-        return resolved
+        url = f"{self._settings.base_url}/{quote(path, safe=_SAFE)}"
+        if query:
+            url += f"?{query}"
+        return url, self._policies[self._immutable(path) is not None]

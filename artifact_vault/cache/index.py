@@ -42,10 +42,6 @@ _TOUCH_FLUSH_SECONDS = 5.0
 # request. Writes through this Index forget the key at once; another process's writes (the
 # CLI) are seen within this time.
 _RECENT_SECONDS = 1.0
-# Only lookups of the last second are of use, so a few thousand suffice (Vault serves a few
-# thousand requests a second); at ~1.3 KB each, 50,000 let RSS climb ~60 MB under a stream of
-# new keys before the clear (bench/load.py --soak).
-_RECENT_MAX = 4096
 _RECOUNT_SECONDS = 60.0
 
 
@@ -98,6 +94,7 @@ class Index:
         self._touched: dict[str, tuple[float, int]] = {}
         self._last_flush = time.monotonic()
         self._recent: dict[str, tuple[float, Entry | None]] = {}
+        self._swept = time.monotonic()
         with self._lock:
             self._recount()
 
@@ -114,8 +111,12 @@ class Index:
         with self._lock:
             row = self._db.execute("SELECT * FROM entries WHERE key = ?", (key,)).fetchone()
             entry = _entry(row) if row else None
-            if len(self._recent) >= _RECENT_MAX:
-                self._recent.clear()
+            if now - self._swept > _RECENT_SECONDS:
+                # Only the last second's lookups are of use: memory follows the keys asked
+                # for lately, not every key ever asked for (bench/load.py --soak).
+                self._recent = {k: v for k, v in self._recent.items()
+                                if now - v[0] < _RECENT_SECONDS}
+                self._swept = now
             self._recent[key] = (now, entry)
         return entry
 
