@@ -92,6 +92,9 @@ class Index:
             raise ConfigError(f"config.cache_dir: {path} is not a usable SQLite index ({exc}); "
                               "move it away and restart; the cache will be refilled") from None
         self._touched: dict[str, tuple[float, int]] = {}
+        # Every hit notes itself here: under a lock of its own, so hits never queue behind a
+        # query or commit holding the database lock (under load they convoyed on it).
+        self._touch_lock = threading.Lock()
         self._last_flush = time.monotonic()
         self._recent: dict[str, tuple[float, Entry | None]] = {}
         self._swept = time.monotonic()
@@ -144,7 +147,8 @@ class Index:
             if entry.digest is not None and not shared:
                 self._bytes += entry.size
             self._release(old)
-            self._touched.pop(entry.key, None)
+            with self._touch_lock:
+                self._touched.pop(entry.key, None)
             self._recent.pop(entry.key, None)
 
     def delete(self, key: str) -> None:
@@ -153,7 +157,8 @@ class Index:
             self._db.execute("DELETE FROM entries WHERE key = ?", (key,))
             self._count -= 1 if old else 0
             self._release(old)
-            self._touched.pop(key, None)
+            with self._touch_lock:
+                self._touched.pop(key, None)
             self._recent.pop(key, None)
 
     # Running totals, so the evictor (once per fill) need not sum the whole table. Callers
@@ -189,17 +194,18 @@ class Index:
     def touch(self, key: str) -> None:
         """Note a hit (for LRU and hit counts); written to disk at most every few seconds."""
         now = time.time()
-        with self._lock:
+        with self._touch_lock:
             self._touched[key] = (now, self._touched.get(key, (0.0, 0))[1] + 1)
             due = time.monotonic() - self._last_flush > _TOUCH_FLUSH_SECONDS
         if due:
             self.flush_access()
 
     def flush_access(self) -> None:
-        with self._lock:
+        with self._touch_lock:
             touched, self._touched = self._touched, {}
             self._last_flush = time.monotonic()
-            if touched:
+        if touched:
+            with self._lock:
                 self._db.executemany(
                     "UPDATE entries SET last_access = ?, hits = hits + ? WHERE key = ?",
                     [(t, n, k) for k, (t, n) in touched.items()])

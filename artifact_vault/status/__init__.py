@@ -31,12 +31,12 @@ from .html import CSP
 from .images import Images
 from .overview import Configured, Overview
 
-__all__ = ["StatusPages"]
-
+__all__ = ["PUBLIC", "StatusPages"]
 
 # What anyone may see when client auth is on: that Vault is up and how its upstreams are, with
 # no artifact names, upstream addresses or error messages (``reply(..., detailed=False)``).
 PUBLIC = frozenset({"/", "/-/api/status"})
+
 
 class StatusPages:
     def __init__(self, config: Config, cache: Cache, backends: Sequence[Backend],
