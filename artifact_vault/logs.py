@@ -75,6 +75,7 @@ class AccessLog:
         self._stream = stream or sys.stderr
         self.enabled = logging.getLogger(self.NAME).isEnabledFor(logging.INFO)
         self._lock = threading.Lock()
+        self._writing = threading.Lock()
         self._lines: list[str] = []
         self._second = -1
         self._stamp = ""
@@ -100,22 +101,25 @@ class AccessLog:
                     f"cache={cache or '-'} upstream={upstream_time:.3f}s")
         with self._lock:
             self._lines.append(line)
-            if len(self._lines) >= self._FLUSH_LINES:
-                self._flush()
+            full = len(self._lines) >= self._FLUSH_LINES
+        if full:
+            self._flush()
 
     def close(self) -> None:
         self._closed.set()
-        with self._lock:
-            self._flush()
+        self._flush()
 
     def _flusher(self) -> None:
         while not self._closed.wait(self._FLUSH_SECONDS):
-            with self._lock:
-                self._flush()
+            self._flush()
 
     def _flush(self) -> None:
-        if self._lines:
-            self._lines.append("")
-            self._stream.write("\n".join(self._lines))
-            self._stream.flush()
-            self._lines = []
+        # The batch is taken under the lock every request appends under, and written outside
+        # it: requests never wait for the log file. One writer at a time keeps batches in order.
+        with self._writing:
+            with self._lock:
+                lines, self._lines = self._lines, []
+            if lines:
+                lines.append("")
+                self._stream.write("\n".join(lines))
+                self._stream.flush()
