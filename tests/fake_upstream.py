@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
+import gzip
 import socket
 import threading
 import time
@@ -28,6 +30,7 @@ class Route:
     stall_at: int | None = None  # go silent for ``stall`` seconds after this many body bytes
     stall: float = 0.0
     location: str | None = None  # for redirects
+    gzip: bool = False  # send the body gzip'd to a client that accepts it (as PyPI does)
 
 
 class FakeUpstream:
@@ -126,6 +129,9 @@ class FakeUpstream:
             h.send_header("ETag", route.etag)
             h.end_headers()
             return
+        if route.gzip and "gzip" in h.headers.get("Accept-Encoding", ""):
+            route = dataclasses.replace(route, body=gzip.compress(route.body),
+                                        headers={**route.headers, "Content-Encoding": "gzip"})
         h.send_response(200)
         for k, v in route.headers.items():
             h.send_header(k, v)

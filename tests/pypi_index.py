@@ -99,10 +99,10 @@ class Index:
             ctype = ("application/vnd.pypi.simple.v1+json" if self.fmt == "json"
                      else "text/html; charset=utf-8")
             self.upstream.add(f"/simple/{project}/", page, headers={"Content-Type": ctype},
-                              etag=f'"{hashlib.md5(page).hexdigest()}"')
+                              etag=f'"{hashlib.md5(page).hexdigest()}"', gzip=True)
         root = "".join(f'<a href="/simple/{p}/">{p}</a>\n' for p in sorted(by_project))
         self.upstream.add("/simple/", f"<html><body>\n{root}</body></html>\n".encode(),
-                          headers={"Content-Type": "text/html"})
+                          headers={"Content-Type": "text/html"}, gzip=True)
 
     def _json(self, project: str, dists: list[Dist]) -> bytes:
         files = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -90,6 +91,48 @@ def test_both_formats_come_from_one_upstream_fetch(index, make_vault):
     assert html_page.headers["Vary"] == json_page.headers["Vary"] == "Accept"
     assert index.upstream.count("/simple/alpha/") == 1
     assert index.upstream.log[0][2]["Accept"].startswith(JSON)  # Vault's own Accept
+
+
+def test_pages_are_fetched_gzipd_and_files_as_they_are(index, make_vault):
+    """Pages are parsed by Vault, so they may travel compressed (several times smaller: a
+    large PyPI page is megabytes); files are kept as the upstream's exact bytes."""
+    vault = make_vault([pypi(index.upstream.url)])
+    json_page = page(vault, "alpha/", PIP_ACCEPT)
+    assert "alpha-1.0-py3-none-any.whl" in json_page.text
+    url = urljoin(f"{vault.url}/pypi/simple/alpha/", json_page.json()["files"][0]["url"])
+    assert requests.get(url, timeout=10).status_code == 200
+    sent = {path: headers.get("Accept-Encoding") for _, path, headers in index.upstream.log}
+    assert sent["/simple/alpha/"] == "gzip"
+    assert all(enc == "identity" for path, enc in sent.items() if path.startswith("/packages/"))
+
+
+def test_a_page_is_parsed_once_when_fetched(index, make_vault, monkeypatch):
+    from artifact_vault.backends import pypi as backend
+
+    calls = []
+
+    def counting(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+        calls.append(args[3])
+        return parse_page(*args, **kw)
+
+    monkeypatch.setattr(backend, "parse_page", counting)
+    vault = make_vault([pypi(index.upstream.url)])
+    assert page(vault, "alpha/", PIP_ACCEPT).status_code == 200
+    assert page(vault, "alpha/").status_code == 200
+    assert calls == ["alpha"]  # the check before the commit parsed it; that parse is used
+
+
+def test_a_gzipd_page_cut_short_is_a_502_and_not_kept(upstream, make_vault):
+    doc = json.dumps({"meta": {"api-version": "1.1"}, "name": "cut", "files": [
+        {"filename": f"cut-{i}.tar.gz", "url": f"cut-{i}.tar.gz", "hashes": {}}
+        for i in range(2000)]}).encode()
+    route = upstream.add("/simple/cut/", doc, headers={"Content-Type": JSON}, gzip=True,
+                         reset_at=200)
+    vault = make_vault([pypi(upstream.url)])
+    assert page(vault, "cut/", PIP_ACCEPT).status_code == 502
+    route.reset_at = None
+    assert len(page(vault, "cut/", PIP_ACCEPT).json()["files"]) == 2000
+    assert upstream.count("/simple/cut/") == 2
 
 
 def test_pages_keep_hashes_yanked_reasons_and_requires_python(index, make_vault):

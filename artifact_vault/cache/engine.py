@@ -51,10 +51,11 @@ class Policy:
     digest: str | None = None  # expected sha256 hex, when the backend knows it
     size: int | None = None  # expected length, when the backend knows it
     digest_header: str | None = None  # an upstream header naming the body's "sha256:<hex>"
-    # Called with the downloaded file and its headers before it is committed; raises
-    # UpstreamError if the body is unusable (a page that does not parse), so it is not kept
-    # and an expired copy is served instead.
-    check: Callable[[Path, Mapping[str, str]], None] | None = None
+    # Called with the downloaded file, its headers and its sha256 before it is committed;
+    # raises UpstreamError if the body is unusable (a page that does not parse), so it is not
+    # kept and an expired copy is served instead. (The digest lets a backend keep what it
+    # parsed under the name the committed entry will have.)
+    check: Callable[[Path, Mapping[str, str], str], None] | None = None
 
 
 # Called with conditional headers (If-None-Match, If-Modified-Since) when revalidating.
@@ -317,7 +318,7 @@ class Cache:
         self._verify(fill, policy, size, digest, written, headers)
         if kept and policy.check is not None:
             try:
-                policy.check(fill.temp, headers)
+                policy.check(fill.temp, headers, digest)
             except BaseException:
                 fill.temp.unlink(missing_ok=True)
                 raise

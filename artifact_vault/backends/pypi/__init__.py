@@ -164,8 +164,10 @@ class PypiBackend(BackendBase):
                 served = self._cache.get_complete(
                     self.name, key,
                     Policy(ttl=self._settings.index_ttl, offline=self._offline,
-                           check=lambda path, headers, u=url: _parses(path, headers, u, name)),
-                    lambda v, up=upstream, u=url: up.get(u, {**v, "Accept": UPSTREAM_ACCEPT}))
+                           check=lambda path, headers, digest, u=url: self._checked(
+                               path, headers, u, name, digest)),
+                    lambda v, up=upstream, u=url: up.get(u, {**v, "Accept": UPSTREAM_ACCEPT},
+                                                         compressed=True))
             except UpstreamNotFound:
                 continue
             except OfflineMiss as exc:
@@ -182,6 +184,16 @@ class PypiBackend(BackendBase):
         if offline_miss is not None:
             raise OfflineMiss(f"offline mode is on and the page of {name} is not cached")
         raise NotFound(f"project {name} is not on any upstream index of {self.name}")
+
+    def _checked(self, path: Path, headers: Mapping[str, str], url: str, name: str,
+                 digest: str) -> None:
+        """A downloaded page is kept only if it parses (UpstreamError otherwise): one cut
+        short at a wrong Content-Length is not kept, and an expired good copy is served
+        instead. What it parsed is remembered under the committed page's name, so it is not
+        parsed again (a large page takes a fifth of a second)."""
+        body = path.read_bytes()
+        project = parse_page(body, headers.get("content-type", "text/html"), url, name)
+        self._memo.put(("parsed", url, digest), project, len(body))
 
     def _page(self, request: Request, name: str) -> Reply:
         fmt = _format(request)
@@ -236,7 +248,8 @@ class PypiBackend(BackendBase):
             served = self._cache.get_complete(
                 self.name, f"{self.name} root {url}",
                 Policy(ttl=self._settings.root_ttl, offline=self._offline),
-                lambda v, up=upstream, u=url: up.get(u, {**v, "Accept": "text/html"}))
+                lambda v, up=upstream, u=url: up.get(u, {**v, "Accept": "text/html"},
+                                                     compressed=True))
             if served.path is None:
                 raise UpstreamError("the cache has no room for the project list right now")
             blobs.append(served.path)
@@ -327,12 +340,6 @@ class PypiBackend(BackendBase):
             with wheel.open(names[0]) as member:
                 body = member.read(16 * 1024 * 1024)
         return Answer(body=body, content_type="text/plain; charset=utf-8")
-
-
-def _parses(path: Path, headers: Mapping[str, str], url: str, name: str) -> None:
-    """Raise UpstreamError unless a downloaded page parses: a page cut short at a wrong
-    Content-Length is then not kept, and an expired good copy is served instead."""
-    parse_page(path.read_bytes(), headers.get("content-type", "text/html"), url, name)
 
 
 def _format(request: Request) -> str:
