@@ -21,6 +21,7 @@ from ...errors import UpstreamError
 # A file name Vault can serve is one path segment: no '/', '\\', control characters, '.' or '..'.
 _UNSERVABLE = re.compile(r"[/\\\x00-\x1f\x7f]|^\.{0,2}$")
 _HASH = re.compile(r"^(sha256|sha384|sha512|md5|sha1|sha224)=([0-9a-fA-F]+)$")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class File:
     @property
     def sha256(self) -> str | None:
         value = self.hashes.get("sha256")
-        return value.lower() if value and re.fullmatch(r"[0-9a-fA-F]{64}", value) else None
+        return value.lower() if value and _SHA256.fullmatch(value) else None
 
 
 @dataclass(frozen=True)
