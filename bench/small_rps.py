@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/small_rps.py [--pin both|on|off] [--size 1024] [--duration 10]
                                         [--connections 16] [--wrk-threads 2] [--no-quiet-row]
+                                        [--processes 3]
 
 A 1 KiB file, fetched with ``wrk -c16 -t2 -d10s`` (keep-alive) from:
   nginx            1 worker, sendfile on, access log on (the same file on disk)
@@ -10,8 +11,12 @@ A 1 KiB file, fetched with ``wrk -c16 -t2 -d10s`` (keep-alive) from:
   Vault (INFO)     cache HIT (primed once), log_level INFO: one access-log line per request,
                    the production setting; the ratios use this row
   Vault (WARNING)  the same with access logging off, to show what the logging costs
-Besides requests/s it prints the server's CPU time per request (from /proc/PID/stat), which
-varies much less between runs than requests/s.
+Besides requests/s it prints the server's CPU time per request (from /proc/PID/stat).
+
+On the 2-vCPU development VM a waitress process settles into one of two speeds for its whole
+life (CPU per request 110 or 160-190 us, the bare app as much as Vault), so one process per
+server made the ratio anything from 0.64 to 0.97 from run to run. Each of bare waitress and
+Vault is therefore started --processes times (default 3, interleaved) and its best run counts.
 
 --pin on: each server is pinned to one CPU and wrk to the others (see common.split_cpus);
 --pin off: no pinning (what a production box does, but on a small VM the figures then vary
@@ -40,7 +45,8 @@ def run_set(args: argparse.Namespace, pinned: bool) -> dict[str, tuple[WrkResult
         curl_get(url, max_time=10)  # warm up (and, for Vault, fill the cache)
         cpu0 = cpu_seconds(pid)
         r = wrk(url, args.connections, args.wrk_threads, args.duration, cpus=client_cpus)
-        results[name] = (r, (cpu_seconds(pid) - cpu0) / max(r.requests, 1))
+        if name not in results or r.rps > results[name][0].rps:  # the best process counts
+            results[name] = (r, (cpu_seconds(pid) - cpu0) / max(r.requests, 1))
 
     with temp_dir() as tmp:
         www = tmp / "www"
@@ -49,18 +55,19 @@ def run_set(args: argparse.Namespace, pinned: bool) -> dict[str, tuple[WrkResult
         with Nginx(www, tmp, cpus=server_cpus) as nginx:
             assert nginx.proc is not None
             bench(NGINX, nginx.url + "/small.bin", nginx.proc.pid)
-            with BareWaitress(www / "small.bin", cpus=server_cpus) as bare:
-                assert bare.proc is not None
-                bench(BARE, bare.url + "small.bin", bare.proc.pid)
-            for level in ["INFO"] if args.no_quiet_row else ["INFO", "WARNING"]:
-                with Vault(nginx.url, tmp, cache_dir=tmp / "vault-cache", log_level=level,
-                           cpus=server_cpus) as vault:
-                    url = vault.file_url("small.bin")
-                    curl_get(url, max_time=10)
-                    status, headers = http_head(url)
-                    if status != 200 or headers.get("x-cache") != "HIT":
-                        raise RuntimeError(f"Vault is not serving a HIT: {status} {headers}")
-                    bench(VAULT if level == "INFO" else QUIET, url, vault.pid)
+            for _ in range(args.processes):  # fresh processes, bare and Vault interleaved
+                with BareWaitress(www / "small.bin", cpus=server_cpus) as bare:
+                    assert bare.proc is not None
+                    bench(BARE, bare.url + "small.bin", bare.proc.pid)
+                for level in ["INFO"] if args.no_quiet_row else ["INFO", "WARNING"]:
+                    with Vault(nginx.url, tmp, cache_dir=tmp / "vault-cache", log_level=level,
+                               cpus=server_cpus) as vault:
+                        url = vault.file_url("small.bin")
+                        curl_get(url, max_time=10)
+                        status, headers = http_head(url)
+                        if status != 200 or headers.get("x-cache") != "HIT":
+                            raise RuntimeError(f"Vault is not serving a HIT: {status} {headers}")
+                        bench(VAULT if level == "INFO" else QUIET, url, vault.pid)
     return results
 
 
@@ -88,11 +95,13 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--processes", type=int, default=3,
+                        help="start bare waitress and Vault this many times; the best run counts")
     parser.add_argument("--no-quiet-row", action="store_true",
                         help="skip the extra Vault run at log_level WARNING")
     args = parser.parse_args()
     modes = {"both": [True, False], "on": [True], "off": [False]}[args.pin]
-    guard(120 + len(modes) * 4 * (args.duration + 15))
+    guard(120 + len(modes) * (1 + 3 * args.processes) * (args.duration + 15))
     print(f"\nsmall_rps: {args.size} B file, wrk -c{args.connections} -t{args.wrk_threads} "
           f"-d{args.duration}s; {environment()}")
     for pinned in modes:
