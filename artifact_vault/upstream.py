@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 _MAX_REDIRECTS = 5
 _BACKOFF_SECONDS = 0.25
 _CHUNK = 1024 * 1024  # fewer, larger chunks: less Python work per byte on a cold fill
+# Bodies Vault decodes are pages it parses; PyPI's largest are tens of MB.
+_DECODED_MAX = 256 * 1024 * 1024
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
@@ -113,7 +115,15 @@ class UpstreamResponse:
         # whole chunk is in (a 1 KiB/s upstream meant ~17 minutes to the first byte).
         raw = self._resp.raw
         try:
+            decoded = 0
             while chunk := raw.read1(_CHUNK, decode_content=self._decode):
+                if self._decode:
+                    decoded += len(chunk)
+                    if decoded > _DECODED_MAX:  # a few KB of gzip can expand to gigabytes
+                        self._failed(f"upstream {self._host} sent a body that expands too far")
+                        raise UpstreamError(f"upstream {self._host} sent a compressed body that "
+                                            f"expands past {_DECODED_MAX >> 20} MiB",
+                                            upstream=self._host)
                 yield chunk
         except (urllib3.exceptions.ReadTimeoutError, requests.Timeout) as exc:
             self._failed(f"upstream {self._host} stalled mid-body")

@@ -106,6 +106,17 @@ def test_pages_are_fetched_gzipd_and_files_as_they_are(index, make_vault):
     assert all(enc == "identity" for path, enc in sent.items() if path.startswith("/packages/"))
 
 
+def test_a_gzipd_page_that_expands_too_far_is_refused(upstream, make_vault, monkeypatch):
+    monkeypatch.setattr("artifact_vault.upstream._DECODED_MAX", 100_000)
+    doc = json.dumps({"meta": {"api-version": "1.1"}, "name": "bomb", "files": [],
+                      "padding": " " * 1_000_000}).encode()  # ~1 KB gzip'd
+    upstream.add("/simple/bomb/", doc, headers={"Content-Type": JSON}, gzip=True)
+    vault = make_vault([pypi(upstream.url)])
+    r = page(vault, "bomb/", PIP_ACCEPT)
+    assert r.status_code == 502 and "expands past" in r.text
+    assert vault.app.cache.index.totals()[0] == 0
+
+
 def test_a_page_is_parsed_once_when_fetched(index, make_vault, monkeypatch):
     from artifact_vault.backends import pypi as backend
 
