@@ -20,15 +20,23 @@ def remembered(vault) -> int:  # noqa: ANN001
     return len(vault.app._hot._hits)
 
 
+def primed(upstream, make_vault, name: str, body: bytes, route: dict | None = None,  # noqa: ANN001
+           **backend: object) -> tuple[object, str, requests.Response]:
+    """Vault with /files/NAME remembered: a MISS, then a HIT through the backend (returned)."""
+    upstream.add(f"/{name}", body, **(route or {}))
+    vault = make_vault([http_backend(upstream.url, **backend)])
+    url = f"{vault.url}/files/{name}"
+    get(url)
+    vault.settle()
+    full = get(url)
+    assert remembered(vault) == 1
+    return vault, url, full
+
+
 def test_a_repeated_small_hit_is_answered_from_memory_with_the_same_headers(upstream,
                                                                              make_vault):
-    upstream.add("/a.txt", b"A" * 1000, headers={"Last-Modified": "Sun, 01 Nov 2026 10:00:00 GMT"})
-    vault = make_vault([http_backend(upstream.url)])
-    url = f"{vault.url}/files/a.txt"
-    get(url)  # MISS
-    vault.settle()
-    full = get(url)  # HIT through the backend, remembered
-    assert remembered(vault) == 1
+    vault, url, full = primed(upstream, make_vault, "a.txt", b"A" * 1000, {
+        "headers": {"Last-Modified": "Sun, 01 Nov 2026 10:00:00 GMT"}})
     hot = get(url, headers={"X-Request-Id": "hot-1"})
     assert hot.content == b"A" * 1000 and upstream.count("/a.txt") == 1
     assert hot.headers["X-Request-Id"] == "hot-1"
@@ -41,12 +49,8 @@ def test_a_repeated_small_hit_is_answered_from_memory_with_the_same_headers(upst
 
 
 def test_ranges_conditionals_and_head_still_take_the_full_path(upstream, make_vault):
-    upstream.add("/b.txt", b"0123456789")
-    vault = make_vault([http_backend(upstream.url)])
-    url = f"{vault.url}/files/b.txt"
-    get(url)
-    vault.settle()
-    etag = get(url).headers["ETag"]
+    _, url, full = primed(upstream, make_vault, "b.txt", b"0123456789")
+    etag = full.headers["ETag"]
     assert get(url, headers={"Range": "bytes=2-4"}).content == b"234"
     assert get(url, headers={"If-None-Match": etag}).status_code == 304
     head = requests.head(url, timeout=10)
@@ -54,13 +58,7 @@ def test_ranges_conditionals_and_head_still_take_the_full_path(upstream, make_va
 
 
 def test_a_purged_entry_is_fetched_again_at_once(upstream, make_vault):
-    upstream.add("/c.txt", b"old")
-    vault = make_vault([http_backend(upstream.url)])
-    url = f"{vault.url}/files/c.txt"
-    get(url)
-    vault.settle()
-    get(url)
-    assert remembered(vault) == 1
+    vault, url, _ = primed(upstream, make_vault, "c.txt", b"old")
     upstream.add("/c.txt", b"new")
     purge = requests.post(f"{vault.url}/-/admin/purge", json={"pattern": "files/c.txt"},
                           timeout=10)
@@ -71,13 +69,7 @@ def test_a_purged_entry_is_fetched_again_at_once(upstream, make_vault):
 
 
 def test_an_expired_entry_is_revalidated_not_answered_from_memory(upstream, make_vault):
-    upstream.add("/d.txt", b"v1", etag='"1"')
-    vault = make_vault([http_backend(upstream.url, ttl=1)])
-    url = f"{vault.url}/files/d.txt"
-    get(url)
-    vault.settle()
-    get(url)
-    assert remembered(vault) == 1
+    _, url, _ = primed(upstream, make_vault, "d.txt", b"v1", {"etag": '"1"'}, ttl=1)
     upstream.add("/d.txt", b"v2", etag='"2"')
     time.sleep(1.2)
     again = get(url)
