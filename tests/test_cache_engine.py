@@ -82,6 +82,23 @@ def test_a_fresh_hit_does_not_call_fetch(cache):
     assert served.cache_status == "HIT" and b"".join(served.open()) == BODY
 
 
+def test_the_request_that_starts_a_fill_is_a_miss_even_if_the_commit_comes_first(
+        cache, monkeypatch):
+    from artifact_vault.cache.fill import Fill
+
+    wait_head = Fill.wait_head
+
+    def slow_wait_head(fill: Fill):  # noqa: ANN202 - the fill thread wins the race: a busy box
+        fill.wait_done()
+        return wait_head(fill)
+
+    monkeypatch.setattr(Fill, "wait_head", slow_wait_head)
+    served = cache.get("b", "k", Policy(ttl=60), lambda _: Scripted(BODY))
+    assert served.cache_status == "MISS" and b"".join(served.open()) == BODY
+    cache.index.flush_access()
+    assert cache.index.get("k").hits == 0  # no hit was counted for it
+
+
 def test_a_pass_through_body_is_still_verified(tmp_path):
     full = Cache(tmp_path / "full", CacheSettings(min_free=10**18), Metrics())
     try:

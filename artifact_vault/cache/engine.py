@@ -238,6 +238,8 @@ class Cache:
             fill.wait_done()
             if fill.entry is None:
                 raise UpstreamError(f"could not keep {key} (disk full or failing)")
+            if start:  # the request that asked for the download: a small body can be
+                return self._hit(fill.entry, "MISS")  # committing before it gets here
             self.index.touch(key)
             return self._hit(fill.entry, "HIT")
         if isinstance(head, Entry):
