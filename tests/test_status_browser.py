@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
@@ -62,9 +63,11 @@ def click_and_load(browser: WebDriver, by: str, value: str) -> None:
     ``click`` returns as soon as the click is sent, before the navigation is done."""
     old = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(by, value).click()
-    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(old))
-    WebDriverWait(browser, 30).until(
-        lambda b: b.execute_script("return document.readyState") == "complete")
+    # Asked about an element while its page is being replaced, chromedriver sometimes answers
+    # "unhandled inspector error" instead of "stale element": ask again.
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(WebDriverException,))
+    wait.until(expected_conditions.staleness_of(old))
+    wait.until(lambda b: b.execute_script("return document.readyState") == "complete")
 
 
 def screenshot(browser: WebDriver, name: str) -> None:
