@@ -178,7 +178,7 @@ def test_a_short_write_is_completed_not_ignored(tmp_path, monkeypatch):
     or the file would be shorter than what was hashed and verified."""
     import builtins
 
-    import artifact_vault.cache.engine as engine
+    import artifact_vault.cache.download as download
 
     class Short:  # writes at most 100 bytes per call, as a nearly full disk may
         def __init__(self, f):
@@ -196,7 +196,7 @@ def test_a_short_write_is_completed_not_ignored(tmp_path, monkeypatch):
         def __exit__(self, *exc):
             self._f.close()
 
-    monkeypatch.setattr(engine, "open", lambda *a, **k: Short(builtins.open(*a, **k)),
+    monkeypatch.setattr(download, "open", lambda *a, **k: Short(builtins.open(*a, **k)),
                         raising=False)
     c = Cache(tmp_path / "short", CacheSettings(min_free=0), Metrics())
     try:
@@ -209,14 +209,14 @@ def test_a_short_write_is_completed_not_ignored(tmp_path, monkeypatch):
 @pytest.mark.parametrize("digest", [DIGEST, "0" * 64])
 def test_a_spilled_fill_is_still_verified_and_never_committed(cache, monkeypatch, digest):
     """Disk full after the first chunk: the body is passed on, but only whole and verified."""
-    import artifact_vault.cache.engine as engine
+    import artifact_vault.cache.download as download
 
     def full_disk(f, chunk):
         if f.tell():
             raise OSError(errno.ENOSPC, "No space left on device")
         f.write(chunk)
 
-    monkeypatch.setattr(engine, "_write_all", full_disk)
+    monkeypatch.setattr(download, "_write_all", full_disk)
     if digest == DIGEST:
         assert read_all(cache, Policy(digest=digest), BODY) == BODY
     else:

@@ -291,12 +291,12 @@ def test_a_disk_that_fills_mid_download_still_gives_every_client_the_whole_body(
     """ENOSPC at 2 MB of a 12 MB fill: the rest reaches the readers from a bounded memory
     window (smaller than the body, so the writer has to wait for a slow reader); nothing is
     committed; when space returns, the next request caches it."""
-    import artifact_vault.cache.engine as engine
+    import artifact_vault.cache.download as download
 
     body = blob(12 * MB)
     upstream.add("/f.bin", body, trickle=0.001)
     vault = make_vault([http_backend(upstream.url)])
-    real_write = engine._write_all
+    real_write = download._write_all
 
     def full_disk(f, chunk):
         if f.tell() + len(chunk) > 2 * MB:
@@ -304,7 +304,7 @@ def test_a_disk_that_fills_mid_download_still_gives_every_client_the_whole_body(
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(f, chunk)
 
-    monkeypatch.setattr(engine, "_write_all", full_disk)
+    monkeypatch.setattr(download, "_write_all", full_disk)
 
     def fetch(slow: bool) -> str:
         with get(f"{vault.url}/files/f.bin", stream=True) as r:
@@ -323,7 +323,7 @@ def test_a_disk_that_fills_mid_download_still_gives_every_client_the_whole_body(
     assert vault.app.cache.index.totals() == (0, 0)
     assert list(vault.app.cache.blobs.tmp_dir.iterdir()) == []
 
-    monkeypatch.setattr(engine, "_write_all", real_write)  # space is back
+    monkeypatch.setattr(download, "_write_all", real_write)  # space is back
     assert get(f"{vault.url}/files/f.bin").content == body
     again = get(f"{vault.url}/files/f.bin")
     assert (again.headers["X-Cache"], again.content == body) == ("HIT", True)

@@ -1,4 +1,4 @@
-"""The cache engine every backend uses: lookup, freshness, single-flight fills, verified commits.
+"""The cache engine every backend uses: lookup, freshness, single-flight fills.
 
 A backend turns a request into a cache key, a ``Policy`` (how long the artifact stays fresh,
 which digest it must have) and a ``Fetch`` (how to ask the upstream). The engine does the rest,
@@ -15,32 +15,25 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import errno
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..config import CacheSettings
-from ..errors import (IntegrityError, OfflineMiss, UpstreamError, UpstreamNotFound,
-                      VaultError)
+from ..errors import OfflineMiss, UpstreamError, UpstreamNotFound, VaultError
 from .blobs import BlobStore
 from .eviction import Evictor
-from .fill import Fill, FillHead
+from .fill import Fill
+from .download import Download, NoRoom, kept_headers
 from .index import Entry, Index
 from .keylock import KeyLocks
-from .streams import Fetched, Hasher, Verified, content_length, read_file
+from .streams import Fetched, Verified, content_length, read_file
 
 log = logging.getLogger(__name__)
-
-# Upstream headers worth keeping with a blob; everything else is per-response noise.
-KEPT_HEADERS = ("content-type", "content-encoding", "etag", "last-modified", "content-disposition",
-                "docker-content-digest")
-
 
 @dataclass(frozen=True)
 class Policy:
@@ -104,10 +97,6 @@ class Served:
             self.fill.release()
 
 
-class _NoRoom(Exception):
-    """The disk budget cannot take this artifact: clients get it passed through instead."""
-
-
 class Cache:
     def __init__(self, root: Path, settings: CacheSettings, observer: Observer) -> None:
         self.settings = settings
@@ -118,6 +107,8 @@ class Cache:
         self._fills: dict[str, Fill] = {}
         self._lock = threading.Lock()
         self._key_locks = KeyLocks(root / "locks")
+        self._download = Download(self.index, self.blobs, self.evictor, observer,
+                                  settings.negative_ttl, self._forget)
         removed = self.blobs.clean_temp()
         if removed:
             log.info("removed %d temp files left by an earlier run", removed)
@@ -158,9 +149,9 @@ class Cache:
                 log.warning("serving stale %s: %s", key, exc)
                 return self._hit(entry, "STALE")
             raise
-        except _NoRoom:
+        except NoRoom:
             resp = fetch({})
-            return Served("BYPASS", content_length(resp.headers), _kept(resp.headers),
+            return Served("BYPASS", content_length(resp.headers), kept_headers(resp.headers),
                           stream=Verified(resp, policy.size, policy.digest), digest=policy.digest)
 
     def cached(self, key: str) -> bool:
@@ -254,9 +245,9 @@ class Cache:
         try:
             with self._key_locks.hold(fill.key):
                 if not self._filled_elsewhere(fill):
-                    self._fill(fill, backend, policy, fetch, stale)
+                    self._download.run(fill, backend, policy, fetch, stale)
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the readers
-            if not isinstance(exc, (VaultError, _NoRoom)):
+            if not isinstance(exc, (VaultError, NoRoom)):
                 log.exception("fill of %s failed", fill.key)
             self._forget(fill)  # first: the next request must start a new fill
             fill.failed(exc)
@@ -284,172 +275,5 @@ class Cache:
         with self._lock:
             if self._fills.get(fill.key) is fill:
                 del self._fills[fill.key]
-
-    def _fill(self, fill: Fill, backend: str, policy: Policy, fetch: Fetch,
-              stale: Entry | None) -> None:
-        if not self.evictor.make_room(policy.size or 0):
-            raise _NoRoom()
-        validators = _validators(stale) if stale is not None else {}
-        try:
-            resp = fetch(validators)
-        except UpstreamNotFound:
-            self._remember_missing(backend, fill.key)
-            raise
-        try:
-            now = time.time()
-            fresh_until = None if policy.ttl is None else now + policy.ttl
-            if resp.status == 304 and stale is not None:
-                headers = {**stale.headers, **_kept(resp.headers, only=("etag", "last-modified"))}
-                self.index.refresh(fill.key, fresh_until, headers)
-                self._forget(fill)
-                fill.finished(dataclasses.replace(stale, headers=headers, fresh_until=fresh_until))
-                return
-            if resp.status != 200:
-                raise UpstreamError(f"upstream answered {resp.status} for {fill.key}",
-                                    upstream_status=resp.status)
-            size = content_length(resp.headers)
-            if policy.size is not None and size is not None and size != policy.size:
-                raise IntegrityError(f"upstream size {size} for {fill.key} is not the expected "
-                                     f"{policy.size}")
-            if size is not None and not self.evictor.make_room(size):
-                raise _NoRoom()
-            headers = _kept(resp.headers)
-            digest, written, kept = self._write(fill, resp, backend, FillHead(size, headers))
-        finally:
-            resp.close()
-        self._verify(fill, policy, size, digest, written, headers)
-        if kept and policy.check is not None:
-            try:
-                policy.check(fill.temp, headers, digest)
-            except BaseException:
-                fill.temp.unlink(missing_ok=True)
-                raise
-        # Verified: the readers may have the last byte now. The fsync (tens of ms for a large
-        # blob) and the commit happen while it travels; a request arriving meanwhile waits for
-        # the commit and is a HIT (_join).
-        fill.verified()
-        if not kept or not self._synced(fill):
-            fill.finished(None)  # every reader got the whole, verified body; nothing is kept
-            return
-        fill.commit(lambda: self.blobs.commit(fill.temp, digest))
-        entry = Entry(fill.key, backend, 200, digest, written, headers, now, fresh_until, now)
-        self.index.put(entry)
-        self._forget(fill)  # first: a request from now on finds the entry, a HIT
-        fill.finished(entry)
-        log.debug("committed %s (%d bytes, sha256:%s)", fill.key, written, digest)
-
-    def _write(self, fill: Fill, resp: Fetched, backend: str,
-               head: FillHead) -> tuple[str, int, bool]:
-        """Stream the body to the temp file, hashing as it goes.
-
-        Returns (sha256, length, kept). If the disk fills up, the fill spills: the readers get
-        the rest from memory, and ``kept`` is False (nothing may be committed)."""
-        temp = fill.temp
-        sha = Hasher()
-        written = 0
-        spilled = False
-        try:
-            with open(temp, "wb", buffering=0) as f:
-                fill.started(head)  # only now: readers open the temp file as soon as they wake
-                for chunk in resp.chunks():
-                    if not spilled:
-                        spilled = not self._write_or_spill(fill, f, chunk, written)
-                    if spilled:
-                        fill.hand_over(chunk, written + len(chunk))
-                    sha.update(chunk)
-                    written += len(chunk)
-                    self._observer.upstream_bytes(backend, len(chunk))
-                    if not spilled:
-                        fill.advanced(written)
-        except BaseException:
-            sha.hexdigest()  # stops its thread
-            temp.unlink(missing_ok=True)
-            raise
-        if spilled:
-            fill.wait_opened()
-            temp.unlink(missing_ok=True)  # readers keep their open file
-        return sha.hexdigest(), written, not spilled
-
-    def _write_or_spill(self, fill: Fill, f: Any, chunk: bytes, at: int) -> bool:
-        """Write ``chunk`` at ``at``; False if the disk is full, after cutting the file back
-        to ``at`` and switching ``fill`` to spilling."""
-        try:
-            _write_all(f, chunk)
-            return True
-        except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-        log.warning("disk full while caching %s: passing it through without keeping it", fill.key)
-        f.truncate(at)  # a partly written chunk is handed over whole
-        fill.spill(at)
-        self._forget(fill)  # new requests start their own fetch, with their own room check
-        return False
-
-    def _synced(self, fill: Fill) -> bool:
-        """fdatasync the verified temp file before it is committed; False (nothing is kept,
-        the readers are not affected) if the disk refuses."""
-        try:
-            fd = os.open(fill.temp, os.O_RDONLY)
-            try:
-                os.fdatasync(fd)  # data and size; cheaper than fsync
-            finally:
-                os.close(fd)
-            return True
-        except OSError as exc:
-            log.warning("not keeping %s: syncing it failed (%s)", fill.key, exc.strerror)
-            self._forget(fill)
-            fill.wait_opened()
-            fill.temp.unlink(missing_ok=True)
-            return False
-
-    def _verify(self, fill: Fill, policy: Policy, size: int | None, digest: str,
-                written: int, headers: Mapping[str, str]) -> None:
-        """Raise IntegrityError (and drop the temp file) unless length and digest check out."""
-        problem = None
-        announced = headers.get(policy.digest_header or "", "")
-        if size is not None and written != size:
-            problem = f"upstream sent {written} bytes of the {size} it announced"
-        elif policy.size is not None and written != policy.size:
-            problem = f"upstream sent {written} bytes, expected {policy.size}"
-        elif policy.digest is not None and digest != policy.digest:
-            problem = f"sha256 {digest} does not match the expected {policy.digest}"
-        elif announced.startswith("sha256:") and announced != f"sha256:{digest}":
-            problem = f"sha256 {digest} does not match the upstream's {announced}"
-        if problem:
-            fill.temp.unlink(missing_ok=True)
-            log.error("not caching %s: %s", fill.key, problem)
-            raise IntegrityError(f"{fill.key}: {problem}")
-
-    def _remember_missing(self, backend: str, key: str) -> None:
-        now = time.time()
-        if self.settings.negative_ttl > 0:
-            self.index.put(Entry(key, backend, 404, None, 0, {}, now,
-                                 now + self.settings.negative_ttl, now))
-        else:
-            self.index.delete(key)
-
-
-def _write_all(f: Any, chunk: bytes) -> None:
-    """Write all of ``chunk``: an unbuffered write may write less (a filling disk), and a
-    short write ignored would leave the file shorter than what was hashed."""
-    view = memoryview(chunk)
-    while view:
-        n = f.write(view)
-        if not n:
-            raise OSError(errno.ENOSPC, "short write")
-        view = view[n:]
-
-
-def _validators(entry: Entry) -> dict[str, str]:
-    found = {}
-    if "etag" in entry.headers:
-        found["If-None-Match"] = entry.headers["etag"]
-    if "last-modified" in entry.headers:
-        found["If-Modified-Since"] = entry.headers["last-modified"]
-    return found
-
-
-def _kept(headers: Mapping[str, str], only: tuple[str, ...] = KEPT_HEADERS) -> dict[str, str]:
-    return {name: headers[name] for name in only if headers.get(name)}
 
 
