@@ -137,13 +137,13 @@ class App:
         if cache_status:
             headers["X-Cache"] = cache_status
         status_line = _STATUS_LINES.get(reply_status) or str(reply_status)
+        items = list(headers.items())
         if (isinstance(body, _Inline) and body.entry is not None and reply_status == 200
                 and self._hot is not None):
             assert backend is not None
-            self._hot.keep(environ, Hot(body.entry, backend.name, raw_path, status_line,
-                                        list(headers.items()), body[0]))
-        headers["X-Request-Id"] = rid
-        start_response(status_line, list(headers.items()))
+            self._hot.keep(environ, Hot(body.entry, backend.name, raw_path, status_line, items,
+                                        body[0]))
+        start_response(status_line, [*items, ("X-Request-Id", rid)])
         # Time in the backend is upstream time unless the answer came from the cache.
         upstream_time = (time.monotonic() - started
                          if cache_status not in (None, "HIT", "STALE") else 0.0)

@@ -47,7 +47,7 @@ class HotHits:
         self._swept = time.monotonic()
 
     def lookup(self, environ: dict[str, Any]) -> Hot | None:
-        if environ["REQUEST_METHOD"] != "GET" or any(h in environ for h in _CONDITIONAL):
+        if not _plain(environ):
             return None
         kept = self._hits.get((environ.get("REQUEST_URI", ""), environ.get("HTTP_ACCEPT", "")))
         if kept is None or not self._cache.still_current(kept[1].entry):
@@ -58,15 +58,21 @@ class HotHits:
         """Remember ``hot`` as the answer to this request (the caller checked it is a 200 HIT
         with a small body, sent whole)."""
         uri = environ.get("REQUEST_URI")
-        if (not uri or environ["REQUEST_METHOD"] != "GET" or len(hot.body) > _BODY_MAX
-                or any(h in environ for h in _CONDITIONAL)):
+        if not uri or len(hot.body) > _BODY_MAX or not _plain(environ):
             return
         now = time.monotonic()
         if now - self._swept > _KEEP_SECONDS:
-            self._hits = {k: v for k, v in self._hits.items() if now - v[0] < _KEEP_SECONDS}
+            # list(): other threads add entries while this one sweeps
+            self._hits = {k: v for k, v in list(self._hits.items())
+                          if now - v[0] < _KEEP_SECONDS}
             self._bytes = sum(len(v[1].body) for v in self._hits.values())
             self._swept = now
         if self._bytes + len(hot.body) > self._max_bytes:
             self._hits, self._bytes = {}, 0
         self._hits[(uri, environ.get("HTTP_ACCEPT", ""))] = (now, hot)
         self._bytes += len(hot.body)
+
+
+def _plain(environ: dict[str, Any]) -> bool:
+    """A GET whose answer is the whole body as stored: no Range, no conditional headers."""
+    return environ["REQUEST_METHOD"] == "GET" and not any(h in environ for h in _CONDITIONAL)

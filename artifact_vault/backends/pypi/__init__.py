@@ -23,9 +23,6 @@ from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
-from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename,
-                             parse_sdist_filename, parse_wheel_filename)
-
 from ...cache import Answer, Fetch, Fetched, Policy, Served
 from ...config import BackendSpec, Duration, PositiveInt, SecretStr, Timeout, TimeoutSpec
 from ...errors import (ConfigError, MethodNotAllowed, NotFound, OfflineMiss, UpstreamError,
@@ -36,7 +33,7 @@ from ...upstream_state import ConnectionLimit
 from ..base import BackendBase, CatalogShape, Context
 from . import render
 from .memo import Memo
-from .model import File, Project, normalize, parse_page
+from .model import File, Project, file_version, normalize, parse_page
 
 # Vault's own Accept upstream: JSON preferred, never the client's header (PEP 691).
 UPSTREAM_ACCEPT = f"{render.JSON}, {render.HTML};q=0.2, text/html;q=0.01"
@@ -173,13 +170,10 @@ class PypiBackend(BackendBase):
             except OfflineMiss as exc:
                 offline_miss = exc
                 continue
-            memo_key = ("parsed", url, served.digest or "")
-            project = self._memo.get(memo_key)
+            project = self._memo.get(("parsed", url, served.digest or ""))
             if project is None:
-                body = b"".join(served.open())
-                content_type = served.headers.get("content-type", "text/html")
-                project = parse_page(body, content_type, url, name)
-                self._memo.put(memo_key, project, len(body))
+                project = self._parse(b"".join(served.open()), served.headers, url, name,
+                                      served.digest or "")
             return project, served, i
         if offline_miss is not None:
             raise OfflineMiss(f"offline mode is on and the page of {name} is not cached")
@@ -191,9 +185,15 @@ class PypiBackend(BackendBase):
         short at a wrong Content-Length is not kept, and an expired good copy is served
         instead. What it parsed is remembered under the committed page's name, so it is not
         parsed again (a large page takes a fifth of a second)."""
-        body = path.read_bytes()
+        self._parse(path.read_bytes(), headers, url, name, digest)
+
+    def _parse(self, body: bytes, headers: Mapping[str, str], url: str, name: str,
+               digest: str) -> Project:
+        """Parse a stored page and remember it under its digest (the memo key ``_project``
+        looks for)."""
         project = parse_page(body, headers.get("content-type", "text/html"), url, name)
         self._memo.put(("parsed", url, digest), project, len(body))
+        return project
 
     def _page(self, request: Request, name: str) -> Reply:
         fmt = _format(request)
@@ -373,13 +373,3 @@ def _file_member(rest: str) -> dict[str, str]:
     """``/<id>/<filename>`` of a file key, with the version its name carries."""
     filename = rest.rsplit("/", 1)[-1]
     return {"file": filename, "version": file_version(filename)}
-
-
-def file_version(filename: str) -> str:
-    """The version in a wheel's or an sdist's file name; '' for names that follow no rule."""
-    try:
-        if filename.endswith(".whl"):
-            return str(parse_wheel_filename(filename)[1])
-        return str(parse_sdist_filename(filename)[1])
-    except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
-        return ""

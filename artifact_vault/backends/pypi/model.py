@@ -159,16 +159,17 @@ def _parse_html(text: str, page_url: str, name: str) -> Project:
 
 def _versions(files: list[File]) -> tuple[str, ...]:
     """PEP 700 versions, for upstreams that do not list them: from the file names."""
-    found = set()
-    for f in files:
-        try:
-            if f.filename.endswith(".whl"):
-                found.add(str(parse_wheel_filename(f.filename)[1]))
-            else:
-                found.add(str(parse_sdist_filename(f.filename)[1]))
-        except (InvalidWheelFilename, InvalidSdistFilename):
-            continue
-    return tuple(sorted(found))
+    return tuple(sorted({v for f in files if (v := file_version(f.filename))}))
+
+
+def file_version(filename: str) -> str:
+    """The version in a wheel's or an sdist's file name; '' for names that follow no rule."""
+    try:
+        if filename.endswith(".whl"):
+            return str(parse_wheel_filename(filename)[1])
+        return str(parse_sdist_filename(filename)[1])
+    except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
+        return ""
 
 
 def normalize(name: str) -> str:
