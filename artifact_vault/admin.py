@@ -18,7 +18,7 @@ from .cache import Cache
 from .catalog import Catalog
 from .config import Config
 from .errors import BadRequest, MethodNotAllowed, NotFound
-from .exchange import Reply
+from .exchange import Reply, json_reply
 from . import maintenance
 
 PREFIX = "/-/admin/"
@@ -35,12 +35,12 @@ class Admin:
         if name == "stats":
             if method not in ("GET", "HEAD"):
                 raise MethodNotAllowed(f"{method} is not allowed on {path}")
-            return _json(maintenance.stats_json(self._cache.index))
+            return json_reply(200, maintenance.stats_json(self._cache.index))
         if name == "purge":
             if method != "POST":
                 raise MethodNotAllowed(f"{method} is not allowed on {path}", allowed=("POST",))
             pattern, dry_run = _purge_args(environ)
-            return _json(self._purge(pattern, dry_run))
+            return json_reply(200, self._purge(pattern, dry_run))
         raise NotFound(f"no admin endpoint at {path}; there are {PREFIX}stats and {PREFIX}purge")
 
     def _purge(self, pattern: str, dry_run: bool) -> dict[str, Any]:
@@ -70,10 +70,3 @@ def _purge_args(environ: dict[str, Any]) -> tuple[str, bool]:
         raise BadRequest("give a pattern: PREFIX/PATH-GLOB, e.g. pypi/files/six/*")
     dry_run = doc.get("dry_run", query.get("dry_run", "false"))
     return pattern, dry_run in (True, "1", "true", "yes")
-
-
-def _json(doc: dict[str, Any]) -> Reply:
-    body = json.dumps(doc).encode() + b"\n"
-    return Reply(status=200, body=[body], headers={
-        "Content-Type": "application/json", "Content-Length": str(len(body)),
-        "Cache-Control": "no-store"})

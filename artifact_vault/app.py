@@ -30,7 +30,7 @@ from .config import Config
 from .delivery import deliver, etag_matches
 from .errors import (AuthFailed, BadRequest, MethodNotAllowed, RangeNotSatisfiable, VaultError,
                      status_for)
-from .exchange import Reply, Request
+from .exchange import Reply, Request, json_reply
 from .hot import Hot, HotHits
 from .logs import REQUEST_ID, AccessLog
 from .metrics import Metrics
@@ -290,13 +290,13 @@ class App:
     def _health(self) -> Reply:
         doc = {"status": "ok", "version": __version__,
                "uptime_seconds": round(time.time() - self._started, 1)}
-        return _json_reply(200, doc)
+        return json_reply(200, doc)
 
     def _ready(self) -> Reply:
         writable = os.access(self.cache.blobs.tmp_dir, os.W_OK)
         index = self.cache.index.healthy()
         ok = writable and index
-        return _json_reply(200 if ok else 503, {"ready": ok, "cache_dir_writable": writable,
+        return json_reply(200 if ok else 503, {"ready": ok, "cache_dir_writable": writable,
                                                 "index_open": index})
 
     def _metrics(self) -> Reply:
@@ -339,13 +339,6 @@ def _env_name(name: str) -> str:
     if key is None:
         key = _ENV_NAMES[name] = "HTTP_" + name.upper().replace("-", "_")
     return key
-
-
-def _json_reply(status: int, doc: dict[str, Any]) -> Reply:
-    body = json.dumps(doc).encode() + b"\n"
-    return Reply(status=status, body=[body], headers={
-        "Content-Type": "application/json", "Content-Length": str(len(body)),
-        "Cache-Control": "no-store"})
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import tarfile
 import time
 from collections.abc import Callable, Iterable
@@ -28,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from .cache.blobs import BlobStore
+from .cache.blobs import HEX64, BlobStore  # HEX64: a row never names a path outside blobs/
 from .cache.index import Entry, Index
 from .errors import VaultError
 
@@ -37,7 +36,6 @@ VERSION = 1
 _MANIFEST = "manifest.json"
 _BLOB_DIR = "blobs/sha256/"
 _CHUNK = 1024 * 1024
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")  # also keeps a row from naming a path outside blobs/
 _FIELDS = ("key", "backend", "digest", "size", "headers", "fetched_at", "fresh_until")
 
 
@@ -215,7 +213,7 @@ def _entries(data: bytes) -> list[Entry]:
                               f"(this Vault reads version {VERSION})")
         entries = []
         for row in doc["entries"]:
-            if not isinstance(row["digest"], str) or not _HEX64.match(row["digest"]):
+            if not isinstance(row["digest"], str) or not HEX64.match(row["digest"]):
                 raise BundleError(f"bundle row {row['key']!r} has no valid sha256 digest")
             entries.append(Entry(str(row["key"]), str(row["backend"]), 200, row["digest"],
                                  int(row["size"]), {str(k): str(v) for k, v in

@@ -66,11 +66,11 @@ class Catalog:
                 blob_paths = getattr(BACKENDS[spec.type], "blob_paths", None) if spec else None
                 if blob_paths is None or not entry.digest or entry.size > _MAX_MANIFEST:
                     continue
-                try:
-                    manifest = self._blobs.path(entry.digest).read_bytes()
+                try:  # the backend reads only its manifests, not every small blob
+                    found = blob_paths(spec, entry.key, self._blobs.path(entry.digest).read_bytes)
                 except OSError:
                     continue
-                for digest, path in blob_paths(spec, entry.key, manifest).items():
+                for digest, path in found.items():
                     paths = self._blob_paths.setdefault(digest, [])
                     if path not in paths:
                         paths.append(path)

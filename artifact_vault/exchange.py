@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .cache import Served
 
@@ -26,3 +28,11 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: Iterable[bytes] = ()
     cache_status: str = "BYPASS"
+
+
+def json_reply(status: int, doc: dict[str, Any]) -> Reply:
+    """A small JSON document of Vault's own (health, readiness, admin answers): never cached."""
+    body = json.dumps(doc).encode() + b"\n"
+    return Reply(status=status, body=[body], headers={
+        "Content-Type": "application/json", "Content-Length": str(len(body)),
+        "Cache-Control": "no-store"})

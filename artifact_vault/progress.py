@@ -168,7 +168,7 @@ def human_bytes(n: float) -> str:
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover - the loop always returns
+    raise AssertionError("unreachable: the loop returns at TiB")
 
 
 def human_time(seconds: float) -> str:

@@ -37,7 +37,7 @@ class Backend(Protocol):
     # (errors in the protocol's own format). app.py reads them with getattr.
     # For maintenance (catalog.py): a static ``client_path(spec, key)`` maps a cache key back
     # to the path a client asks for (every backend has one), and a registry's static
-    # ``blob_paths(spec, key, manifest)`` names the blobs a cached manifest lists.
+    # ``blob_paths(spec, key, read_manifest)`` names the blobs a cached manifest lists.
     # For the status page (status/): ``catalog()`` says how keys group into items (a
     # ``CatalogShape``), ``upstreams`` lists the ``Upstream``s whose health is shown.
 

@@ -14,7 +14,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+HEX64 = re.compile(r"^[0-9a-f]{64}$")  # a sha256 digest as blob files are named
 
 
 class BlobStore:
@@ -32,7 +32,7 @@ class BlobStore:
     def file(self, digest: str) -> str:
         # Plain strings, not pathlib: this runs twice per cache hit. The digest comes from our
         # own hashing or the index; the check keeps a corrupted row from naming another path.
-        if not _HEX64.match(digest):
+        if not HEX64.match(digest):
             raise ValueError(f"not a sha256 hex digest: {digest!r}")
         return f"{self._prefix}{digest[:2]}{os.sep}{digest}"
 

@@ -27,10 +27,10 @@ from urllib.parse import urljoin
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from ..backends.pypi.render import JSON
 from .local import FAILED, FETCHED, FetchFailed, Outcome
 from .runner import Runner
 
-JSON_PAGE = "application/vnd.pypi.simple.v1+json"
 _HASH = re.compile(r"--hash[=\s]+sha256:([0-9a-fA-F]{64})")
 
 
@@ -110,7 +110,7 @@ def prefetch_lock_file(runner: Runner, prefix: str, path: Path) -> None:
         runner.progress.add()
         try:
             page = json.loads(runner.client.get(f"{project} (index page)", page_path,
-                                                {"Accept": JSON_PAGE}, keep=True))
+                                                {"Accept": JSON}, keep=True))
         except FetchFailed:
             continue
         except ValueError:

@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterable
 from urllib.parse import urlencode
 
+from ..progress import human_bytes
+
 esc = html.escape
 
 _CSS = """
@@ -121,14 +123,7 @@ def link(path: str, params: dict[str, object], text: str, **attrs: str) -> str:
 
 
 def size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
+    return "?" if n is None else human_bytes(n)
 
 
 def ago(ts: float | None, now: float | None = None) -> str:

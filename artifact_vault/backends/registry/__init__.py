@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,13 +92,14 @@ class RegistryBackend(BackendBase):
         return f"{spec.prefix}{repo}/manifests/{ref}"
 
     @staticmethod
-    def blob_paths(spec: BackendSpec, key: str, manifest: bytes) -> dict[str, str]:
-        """Digest -> client path of each blob the cached manifest ``key`` lists."""
+    def blob_paths(spec: BackendSpec, key: str, manifest: Callable[[], bytes]) -> dict[str, str]:
+        """Digest -> client path of each blob the cached manifest ``key`` lists; ``manifest``
+        reads its body, called only for keys that are manifests."""
         path = RegistryBackend.client_path(spec, key)
         if path is None or "/manifests/" not in path:
             return {}
         repo = path[len(spec.prefix):].rsplit("/manifests/", 1)[0]
-        return {d: f"{spec.prefix}{repo}/blobs/{d}" for d in oci.references(manifest)}
+        return {d: f"{spec.prefix}{repo}/blobs/{d}" for d in oci.references(manifest())}
 
     def catalog(self) -> CatalogShape:
         """Items are repositories; their members are the cached manifests, by tag or digest
