@@ -35,7 +35,7 @@ from .hot import Hot, HotHits
 from .logs import REQUEST_ID, AccessLog
 from .metrics import Metrics
 from .routing import Route, Router
-from .status import PUBLIC, StatusPages
+from .status import StatusPages
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +163,10 @@ class App:
             try:
                 token = self._gate.authenticate(environ, raw_path)
             except AuthFailed:
-                if "HTTP_AUTHORIZATION" in environ or (raw_path.rstrip("/") or "/") not in PUBLIC:
+                public = None if "HTTP_AUTHORIZATION" in environ else self._pages.reply(
+                    environ, method, raw_path, detailed=False)
+                if public is None:
                     raise
-                public = self._pages.reply(environ, method, raw_path, detailed=False)
-                assert public is not None
                 return (None, *self._render(environ, method, public), None)
             pages = self._pages.reply(environ, method, raw_path)  # /, /-/catalog, /-/api/...
             if pages is not None:

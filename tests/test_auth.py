@@ -118,6 +118,7 @@ def test_the_catalog_needs_read_and_anonymous_users_see_only_the_public_status(g
         assert get(guarded.url + path).status_code == 401
         assert get(guarded.url + path, READ).status_code == 200
     assert get(guarded.url + "/", "not-a-token").status_code == 401
+    assert get(guarded.url + "////").status_code == 401  # not "/": was a 500 (found by fuzz)
     for path in ("/", "/-/api/status"):
         public, full = get(guarded.url + path), get(guarded.url + path, READ)
         assert public.status_code == 200 and full.status_code == 200

@@ -71,9 +71,11 @@ class StatusPages:
         """The reply for one of our paths; None for any other path (a backend's).
 
         ``detailed=False`` is for a status page open to anyone (client auth with anonymous
-        read): it leaves out upstream addresses, error messages and artifact names."""
-        route = self._routes.get(path if path == "/" else path.rstrip("/"))
-        if route is None:
+        read): it leaves out upstream addresses, error messages and artifact names, and
+        answers only the PUBLIC paths (None for any other)."""
+        key = path if path == "/" else path.rstrip("/")
+        route = self._routes.get(key)
+        if route is None or not (detailed or key in PUBLIC):
             return None
         if method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{method} is not allowed on {path}")
