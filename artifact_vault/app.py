@@ -49,6 +49,19 @@ _STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
 _ENV_NAMES: dict[str, str] = {}  # header name -> WSGI environ key; names come from our code
 
 
+def target_path(target: str) -> str:
+    """The path of a request target, never raising. Origin-form ("/p?q") is cut at "?":
+    urlsplit would read "//h/p" as a host and raise on "//[" (a 500). Absolute-form
+    ("http://h/p") gives its path, so Vault answers for its own paths and never forwards to
+    the named host; "" if it does not parse, which is refused like any proxy request."""
+    if target.startswith("/"):
+        return target.partition("?")[0].partition("#")[0]
+    try:
+        return urlsplit(target).path
+    except ValueError:
+        return ""
+
+
 def safe_path(raw: str) -> str:
     """Percent-decode a request path, refusing anything that could climb out of its prefix.
 
@@ -127,7 +140,7 @@ class App:
             return Whole(hot.body, _AccessRecord(self.metrics, self._access_log, hot.backend,
                                                  method, hot.path, 200, "HIT", rid, started,
                                                  0.0).finished)
-        raw_path = urlsplit(environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")).path
+        raw_path = target_path(environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
         token = REQUEST_ID.set(rid)
         try:
             backend, reply_status, headers, body, cache_status = self._respond(

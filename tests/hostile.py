@@ -26,7 +26,7 @@ import urllib3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from artifact_vault.app import App, build_app, safe_path
+from artifact_vault.app import App, build_app, safe_path, target_path
 from artifact_vault.auth import OPEN_PATHS, credentials, hash_token
 from artifact_vault.backends.pypi.model import parse_page
 from artifact_vault.backends.registry import oci
@@ -276,7 +276,7 @@ def properties(target: FuzzTarget, guarded: FuzzTarget,
     def with_auth_on_only_open_paths_answer_without_a_token(method: str, raw: str,
                                                             hdrs: dict[str, str]) -> None:
         status = guarded.call(method, raw, "", hdrs)
-        path = urlsplit(raw).path
+        path = target_path(raw)
         if method == "CONNECT" or not path.startswith("/"):
             assert status == 405, (method, raw, status)  # refused before auth: not a proxy
         elif (path.rstrip("/") or "/") in OPEN_PATHS:

@@ -106,7 +106,8 @@ def test_invalid_and_unsupported_methods_are_405_or_501(vault, upstream, method)
 
 
 @pytest.mark.parametrize("line", [b"G\x00T /files/a.txt HTTP/1.1", b"GET", b"\x16\x03\x01\x00\x00", b"GET /files/a.txt\x00 HTTP/1.1",
-                                  b"GET files/a.txt HTTP/1.1", b"GET * HTTP/1.1"])
+                                  b"GET files/a.txt HTTP/1.1", b"GET * HTTP/1.1",
+                                  b"GET //[ HTTP/1.1", b"GET http://[/ HTTP/1.1"])
 def test_garbage_request_lines_get_a_4xx_or_a_closed_connection(vault, line):
     answer = raw(vault.url, line + b"\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     assert status(answer) is None or 400 <= status(answer) < 500, answer[:200]
