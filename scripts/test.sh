@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(apt ca-certificates debian-archive-keyring openssl skopeo docker-registry
+             podman containerd docker.io
              chromium chromium-driver)
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
