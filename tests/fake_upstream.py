@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import gzip
+import re
 import socket
 import threading
 import time
@@ -31,6 +32,7 @@ class Route:
     stall: float = 0.0
     location: str | None = None  # for redirects
     gzip: bool = False  # send the body gzip'd to a client that accepts it (as PyPI does)
+    ranges: bool = False  # answer "Range: bytes=A-B" with a 206 (at once: no gate or trickle)
 
 
 class FakeUpstream:
@@ -128,6 +130,16 @@ class FakeUpstream:
             h.send_response(304)
             h.send_header("ETag", route.etag)
             h.end_headers()
+            return
+        asked = re.fullmatch(r"bytes=(\d+)-(\d+)", h.headers.get("Range", ""))
+        if route.ranges and asked and int(asked[1]) < len(route.body):
+            first, last = int(asked[1]), min(int(asked[2]), len(route.body) - 1)
+            h.send_response(206)
+            h.send_header("Content-Range", f"bytes {first}-{last}/{len(route.body)}")
+            h.send_header("Content-Length", str(last - first + 1))
+            h.end_headers()
+            if send_body:
+                h.wfile.write(route.body[first:last + 1])
             return
         if route.gzip and "gzip" in h.headers.get("Accept-Encoding", ""):
             route = dataclasses.replace(route, body=gzip.compress(route.body),

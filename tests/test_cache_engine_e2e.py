@@ -354,6 +354,40 @@ def test_a_range_request_on_a_miss_is_served_from_the_growing_fill(upstream, mak
     assert r.headers["Content-Range"] == f"bytes 1000000-1000099/{len(body)}"
 
 
+def test_a_short_range_the_fill_has_not_reached_is_asked_of_the_upstream(upstream, make_vault):
+    """uv reads a wheel's metadata from its end with Range requests: it must not wait for the
+    whole download. The fill is held at 1 MB, yet the tail arrives; the fill still caches the
+    file, checked, and the range is the only extra upstream request."""
+    gate = threading.Event()
+    body = blob(8 * MB)
+    upstream.add("/w.bin", body, gate=gate, gate_at=MB, ranges=True)
+    vault = make_vault([http_backend(upstream.url)])
+    try:
+        r = get(f"{vault.url}/files/w.bin", headers={"Range": "bytes=-70000"})
+        assert r.status_code == 206 and r.content == body[-70000:]
+        assert r.headers["Content-Range"] == f"bytes {len(body) - 70000}-{len(body) - 1}/{len(body)}"
+        ranged = [h.get("Range") for m, p, h in upstream.log if p == "/w.bin"]
+        assert sorted(ranged, key=str) == [None, f"bytes={len(body) - 70000}-{len(body) - 1}"]
+    finally:
+        gate.set()
+    vault.settle()
+    assert get(f"{vault.url}/files/w.bin").content == body
+    assert upstream.count("/w.bin") == 2
+
+
+def test_a_range_waits_for_the_fill_when_the_upstream_ignores_range_or_it_is_long(upstream,
+                                                                                   make_vault):
+    body = blob(20 * MB)
+    upstream.add("/plain.bin", body[:4 * MB], trickle=0.001)  # answers Range with the whole
+    upstream.add("/long.bin", body, ranges=True, trickle=0.0005)
+    vault = make_vault([http_backend(upstream.url)])
+    r = get(f"{vault.url}/files/plain.bin", headers={"Range": "bytes=-1000"})
+    assert r.status_code == 206 and r.content == body[4 * MB - 1000:4 * MB]
+    r = get(f"{vault.url}/files/long.bin", headers={"Range": "bytes=2000000-"})  # a resume
+    assert r.status_code == 206 and r.content == body[2000000:]
+    assert all("Range" not in h for m, p, h in upstream.log if p == "/long.bin")
+
+
 def test_temp_files_never_outlive_a_fill(upstream, make_vault):
     upstream.add("/t.bin", blob(MB))
     vault = make_vault([http_backend(upstream.url)])

@@ -31,9 +31,11 @@ from .fill import Fill
 from .download import Download, NoRoom, kept_headers
 from .index import Entry, Index
 from .keylock import KeyLocks
-from .streams import Fetched, Verified, content_length, read_file
+from .streams import Fetched, Verified, content_length, read_file, upstream_range
 
 log = logging.getLogger(__name__)
+
+_PASS_RANGE_MAX = 16 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Policy:
@@ -78,10 +80,23 @@ class Served:
     fetched_at: float | None = None
     digest: str | None = None  # sha256 hex of the body, when known before it is sent
     entry: Entry | None = None  # the index entry a HIT is served from (see ``still_current``)
+    fetch: Fetch | None = None  # a fill's: asks the upstream for a range it has not reached
 
     def open(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """The body bytes [start, end): from disk, from the growing fill, or from upstream."""
+        """The body bytes [start, end): from disk, from the growing fill, or from upstream.
+
+        A short range that the fill has not reached yet is asked of the upstream as a range:
+        uv reading a wheel's metadata from its end, or containerd fetching a layer in
+        parallel ranges, would otherwise wait for the whole download. A long one (a resumed
+        download) waits for the fill rather than fetch its bytes twice."""
         if self.fill is not None:
+            if (self.fetch is not None and self.size is not None and start > 0
+                    and (end or self.size) - start <= _PASS_RANGE_MAX
+                    and not self.fill.reached(start)):
+                ranged = upstream_range(self.fetch, start, (end or self.size) - 1)
+                if ranged is not None:
+                    self.fill.release()
+                    return ranged
             return self.fill.read(start, end)
         if self.stream is not None:
             return iter(self.stream)  # type: ignore[call-overload]
@@ -236,7 +251,7 @@ class Cache:
         if isinstance(head, Entry):
             return self._hit(head, "HIT" if fill.filled_elsewhere else "REVALIDATED")
         return Served("MISS", head.size, head.headers, fill=fill, fetched_at=time.time(),
-                      digest=policy.digest)
+                      digest=policy.digest, fetch=fetch)
 
     def _run(self, fill: Fill, backend: str, policy: Policy, fetch: Fetch,
              stale: Entry | None) -> None:

@@ -31,6 +31,9 @@ _WAIT_SECONDS = 1.0
 # transfer) rather than stalling the others.
 _WINDOW_BYTES = 4 * 1024 * 1024
 _LAGGARD_SECONDS = 30.0
+# A reader whose range starts at most this far past the written bytes waits for them rather
+# than ask the upstream for its range (see ``Served.open``).
+_NEAR_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,11 @@ class Fill:
                 self._cond.wait(_WAIT_SECONDS)
             if self._error is not None:
                 raise self._error
+
+    def reached(self, pos: int) -> bool:
+        """Whether byte ``pos`` is written, or about to be (within the next megabyte)."""
+        with self._cond:
+            return self._done or pos <= self._written + _NEAR_BYTES
 
     def read(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Bytes [start, end) as they arrive; the iterator raises TransferAborted if the fill

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
 from requests.structures import CaseInsensitiveDict
@@ -92,6 +92,43 @@ def read_file(path: str, start: int, end: int | None) -> Iterator[bytes]:
             if remaining is not None:
                 remaining -= len(data)
             yield data
+
+
+def upstream_range(fetch: Callable[[Mapping[str, str]], Fetched], start: int,
+                   last: int) -> Iterator[bytes] | None:
+    """Bytes [start, last] asked of the upstream as a Range request, for a reader that would
+    otherwise wait for a fill to get that far; None if the upstream fails or answers anything
+    but exactly that range (it may ignore Range and send 200): the fill will bring them.
+
+    A range cannot be checked against the file's digest, so these bytes reach the client as
+    the upstream sent them, as they would without Vault; only their length is checked, and
+    nothing of them is kept (the fill, which is verified, is what gets cached)."""
+    try:
+        resp = fetch({"Range": f"bytes={start}-{last}"})
+    except VaultError:
+        return None
+    if resp.status != 206 or not resp.headers.get("content-range", "").startswith(
+            f"bytes {start}-{last}/"):
+        resp.close()
+        return None
+    return _exactly(resp, last - start + 1)
+
+
+def _exactly(resp: Fetched, length: int) -> Iterator[bytes]:
+    sent = 0
+    try:
+        for chunk in resp.chunks():
+            chunk = chunk[:length - sent]
+            sent += len(chunk)
+            if chunk:
+                yield chunk
+            if sent == length:
+                return
+    except VaultError as exc:
+        raise TransferAborted(str(exc)) from exc
+    finally:
+        resp.close()
+    raise TransferAborted(f"upstream sent {sent} bytes of a {length}-byte range")
 
 
 class Verified:

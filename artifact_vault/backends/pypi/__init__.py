@@ -289,9 +289,9 @@ class PypiBackend(BackendBase):
         # and a cached file is served without one.
         digest = file_id if not file_id.startswith("url-") else None
 
-        def fetch(_: Mapping[str, str]) -> Fetched:
+        def fetch(headers: Mapping[str, str]) -> Fetched:
             f, upstream = self._listed(project, file_id, filename)
-            return upstream.get(f.url, also_allow=urlsplit(f.url).netloc)
+            return upstream.get(f.url, headers, also_allow=urlsplit(f.url).netloc)
 
         served = self._cache.get(self.name, self._file_key(project, file_id, filename),
                                  Policy(ttl=None, offline=self._offline, digest=digest), fetch)

@@ -216,8 +216,8 @@ class RegistryBackend(BackendBase):
             served = self._cache.get(
                 self.name, f"oci blob {ref}",
                 Policy(ttl=None, offline=self._offline, digest=hex_digest),
-                lambda _: self._upstream.get(url, scope=f"repository:{name}:pull",
-                                             any_redirect=True))
+                lambda headers: self._upstream.get(url, headers, scope=f"repository:{name}:pull",
+                                                   any_redirect=True))
         except NotFound as exc:
             raise NotFound(f"blob {ref} is unknown in {name}", code="BLOB_UNKNOWN",
                            upstream=exc.upstream) from None
