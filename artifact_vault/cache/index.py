@@ -210,17 +210,13 @@ class Index:
                     "UPDATE entries SET last_access = ?, hits = hits + ? WHERE key = ?",
                     [(t, n, k) for k, (t, n) in touched.items()])
 
-    def existing(self, keys: list[str]) -> set[str]:
-        """Which of ``keys`` have a positive entry: one query per 500 keys, not one per key."""
-        found: set[str] = set()
-        for i in range(0, len(keys), 500):
-            batch = keys[i:i + 500]
-            marks = ",".join("?" * len(batch))
-            with self._lock:
-                rows = self._db.execute(f"SELECT key FROM entries WHERE status = 200 AND key IN "
-                                        f"({marks})", batch).fetchall()
-            found.update(r[0] for r in rows)
-        return found
+    def keys_under(self, prefix: str) -> list[str]:
+        """Keys with a positive entry that start with ``prefix``: a range search on the primary
+        key, so the cost follows what is cached, not how many keys could be."""
+        with self._lock:
+            rows = self._db.execute("SELECT key FROM entries WHERE status = 200 AND key >= ? "
+                                    "AND key < ?", (prefix, prefix + "\U0010ffff")).fetchall()
+        return [r[0] for r in rows]
 
     def digest_in_use(self, digest: str) -> bool:
         with self._lock:

@@ -39,6 +39,7 @@ from .model import File, Project, file_version, normalize, parse_page
 UPSTREAM_ACCEPT = f"{render.JSON}, {render.HTML};q=0.2, text/html;q=0.01"
 _NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
 _ID = re.compile(r"^([0-9a-f]{64}|url-[0-9a-f]{40})$")
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]+")  # what quote() leaves as it is: most file names
 _MEMO_BUDGET = 64 * 1024 * 1024
 _EXTRACTABLE_SECONDS = 5.0
 FILE_CACHE_CONTROL = "public, max-age=31536000, immutable"
@@ -204,10 +205,10 @@ class PypiBackend(BackendBase):
         body = self._memo.get(memo_key)
         if body is None:
             def link(f: File) -> tuple[str, bool | dict[str, str] | None]:
-                file_id = _file_id(f)
-                url = f"../../files/{name}/{file_id}/{quote(f.filename)}"
-                metadata = f.core_metadata or (file_id in extractable) or None
-                return url, metadata
+                file_id = f.id
+                filename = f.filename if _PLAIN.fullmatch(f.filename) else quote(f.filename)
+                url = f"../../files/{name}/{file_id}/{filename}"
+                return url, f.core_metadata or (file_id in extractable) or None
             renderer = render.project_json if fmt == render.JSON else render.project_html
             body = renderer(project, link)
             self._memo.put(memo_key, body, len(body))
@@ -231,12 +232,11 @@ class PypiBackend(BackendBase):
         if (remembered is not None and remembered[1] == digest
                 and now - remembered[0] < _EXTRACTABLE_SECONDS):
             return remembered[2]
-        candidates = {self._file_key(name, file_id, f.filename): file_id
-                      for f in project.files
-                      if not f.core_metadata and f.filename.endswith(".whl")
-                      for file_id in (_file_id(f),)}
-        found = frozenset(candidates[k] for k in self._cache.index.existing(list(candidates))
-                          ) if candidates else frozenset()
+        prefix = self._file_key(name, "", "")[:-1]  # "<backend> file <project>/"
+        cached = [key[len(prefix):].split("/", 1) for key in self._cache.index.keys_under(prefix)]
+        wheels = {file_id for file_id, filename in cached if filename.endswith(".whl")}
+        found = frozenset(f.id for f in project.files if f.id in wheels and not f.core_metadata
+                          ) if wheels else frozenset()
         self._memo.put(memo_key, (now, digest, found), 64 * len(found) + 64)
         return found
 
@@ -276,7 +276,7 @@ class PypiBackend(BackendBase):
         """The index entry for a file, or NotFound: only files an index listed are fetched."""
         model, _, i = self._project(project)
         f = model.file(filename)
-        if f is None or _file_id(f) != file_id:
+        if f is None or f.id != file_id:
             raise NotFound(f"{filename} with id {file_id} is not listed for {project}")
         upstream, host = self._upstreams[i], urlsplit(f.url).netloc.lower()
         if self._file_hosts and host not in self._file_hosts and host != upstream.host:
@@ -347,10 +347,6 @@ def _format(request: Request) -> str:
     chosen = render.choose(request.headers.get("accept"),
                            parse_qs(request.query).get("format", [None])[0])
     return chosen or render.TEXT_HTML
-
-
-def _file_id(f: File) -> str:
-    return f.sha256 or "url-" + hashlib.sha256(f.url.encode()).hexdigest()[:40]
 
 
 def _file_reply(served: Served, filename: str) -> Reply:
