@@ -23,10 +23,10 @@ from .blobs import BlobStore
 from .eviction import Evictor
 from .fill import Fill, FillHead
 from .index import Entry, Index
-from .streams import Fetched, Hasher, content_length
+from .streams import Fetch, Fetched, Hasher, content_length
 
 if TYPE_CHECKING:
-    from .engine import Fetch, Observer, Policy
+    from .engine import Observer, Policy
 
 log = logging.getLogger(__name__)
 

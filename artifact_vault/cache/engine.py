@@ -31,11 +31,13 @@ from .fill import Fill
 from .download import Download, NoRoom, kept_headers
 from .index import Entry, Index
 from .keylock import KeyLocks
-from .streams import Fetched, Verified, content_length, read_file, upstream_range
+from .streams import Fetch, Verified, content_length, read_file, upstream_range
 
 log = logging.getLogger(__name__)
 
+# A range longer than this (a resumed download) waits for the fill, see ``Served.open``.
 _PASS_RANGE_MAX = 16 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -51,10 +53,6 @@ class Policy:
     # kept and an expired copy is served instead. (The digest lets a backend keep what it
     # parsed under the name the committed entry will have.)
     check: Callable[[Path, Mapping[str, str], str], None] | None = None
-
-
-# Called with conditional headers (If-None-Match, If-Modified-Since) when revalidating.
-Fetch = Callable[[Mapping[str, str]], Fetched]
 
 
 class Observer(Protocol):

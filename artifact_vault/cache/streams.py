@@ -30,6 +30,11 @@ class Fetched(Protocol):
     def close(self) -> None: ...
 
 
+# Called with extra request headers: conditional ones (If-None-Match, If-Modified-Since) when
+# revalidating, a Range for ``upstream_range``.
+Fetch = Callable[[Mapping[str, str]], Fetched]
+
+
 class Answer:
     """A ``Fetched`` that Vault made itself: a 304 from a cheaper check (a registry HEAD), or
     bytes it derived (metadata read out of a cached wheel)."""
@@ -94,8 +99,7 @@ def read_file(path: str, start: int, end: int | None) -> Iterator[bytes]:
             yield data
 
 
-def upstream_range(fetch: Callable[[Mapping[str, str]], Fetched], start: int,
-                   last: int) -> Iterator[bytes] | None:
+def upstream_range(fetch: Fetch, start: int, last: int) -> Iterator[bytes] | None:
     """Bytes [start, last] asked of the upstream as a Range request, for a reader that would
     otherwise wait for a fill to get that far; None if the upstream fails or answers anything
     but exactly that range (it may ignore Range and send 200): the fill will bring them.
