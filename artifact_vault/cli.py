@@ -74,6 +74,7 @@ def serve(config: Config) -> None:
     from waitress import wasyncore
 
     from .app import build_app
+    from .heap import start_trimming
     from .logs import setup_logging
     from .server import create_server
 
@@ -97,6 +98,8 @@ def serve(config: Config) -> None:
                          daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
+    trimming = threading.Event()
+    start_trimming(trimming)
     log.info("artifact-vault %s listening on http://%s:%s/ (cache %s, backends %s)",
              __version__, config.http_host, server.effective_port, config.cache_dir,
              ", ".join(b.prefix for b in config.backends))
@@ -105,6 +108,7 @@ def serve(config: Config) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        trimming.set()
         server.task_dispatcher.shutdown(timeout=1)
         app.close()
         log.info("stopped")
