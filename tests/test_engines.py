@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .registry_fixtures import Registry, build_image, free_port, push
+from .registry_fixtures import Registry, build_image, push
 
 LAYERS = [b"engine layer\n" * 2000, {"bin/tool": b"\x7fELF" + b"y" * 40_000}]
 CLOSED = "127.0.0.1:9"  # discard port: nothing listens, so a fallback fails at once
