@@ -79,6 +79,8 @@ def serve(config: Config) -> None:
     from .server import create_server
 
     setup_logging(config.log_level, config.log_format)
+    trimming = threading.Event()
+    start_trimming(trimming)  # before build_app starts threads
     try:
         app = build_app(config)
     except ConfigError as exc:  # found while opening the cache (a damaged index)
@@ -98,8 +100,6 @@ def serve(config: Config) -> None:
                          daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
-    trimming = threading.Event()
-    start_trimming(trimming)
     log.info("artifact-vault %s listening on http://%s:%s/ (cache %s, backends %s)",
              __version__, config.http_host, server.effective_port, config.cache_dir,
              ", ".join(b.prefix for b in config.backends))
