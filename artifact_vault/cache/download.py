@@ -68,7 +68,8 @@ class Download:
             now = time.time()
             fresh_until = None if policy.ttl is None else now + policy.ttl
             if resp.status == 304 and stale is not None:
-                headers = {**stale.headers, **kept_headers(resp.headers, only=("etag", "last-modified"))}
+                headers = {**stale.headers,
+                           **kept_headers(resp.headers, only=("etag", "last-modified"))}
                 self._index.refresh(fill.key, fresh_until, headers)
                 self._forget(fill)
                 fill.finished(dataclasses.replace(stale, headers=headers, fresh_until=fresh_until))
@@ -193,9 +194,10 @@ class Download:
         now = time.time()
         if self._negative_ttl > 0:
             self._index.put(Entry(key, backend, 404, None, 0, {}, now,
-                                 now + self._negative_ttl, now))
+                                  now + self._negative_ttl, now))
         else:
             self._index.delete(key)
+
 
 def _write_all(f: Any, chunk: bytes) -> None:
     """Write all of ``chunk``: an unbuffered write may write less (a filling disk), and a
@@ -217,7 +219,8 @@ def _validators(entry: Entry) -> dict[str, str]:
     return found
 
 
-def kept_headers(headers: Mapping[str, str], only: tuple[str, ...] = KEPT_HEADERS) -> dict[str, str]:
+def kept_headers(headers: Mapping[str, str],
+                 only: tuple[str, ...] = KEPT_HEADERS) -> dict[str, str]:
     return {name: headers[name] for name in only if headers.get(name)}
 
 

@@ -27,8 +27,8 @@ from ..config import CacheSettings
 from ..errors import OfflineMiss, UpstreamError, UpstreamNotFound, VaultError
 from .blobs import BlobStore
 from .eviction import Evictor
-from .fill import Fill
 from .download import Download, NoRoom, kept_headers
+from .fill import Fill
 from .index import Entry, Index
 from .keylock import KeyLocks
 from .streams import Fetch, Verified, content_length, read_file, upstream_range

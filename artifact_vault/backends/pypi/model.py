@@ -11,8 +11,8 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import NamedTuple
 from html.parser import HTMLParser
+from typing import NamedTuple
 from urllib.parse import urldefrag, urljoin
 
 from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonicalize_name,
