@@ -7,9 +7,10 @@ same whatever Host or prefix a client used to reach Vault.
 from __future__ import annotations
 
 import html
-import json
 import re
 from collections.abc import Callable, Iterator
+
+import orjson
 
 from .model import File, Project, normalize
 
@@ -93,7 +94,7 @@ def project_json(project: Project, link: Link) -> bytes:
         files.append(item)
     doc = {"meta": {"api-version": API_VERSION}, "name": project.name,
            "versions": list(project.versions), "files": files}
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return orjson.dumps(doc)
 
 
 def _fragment(f: File) -> str:
@@ -142,7 +143,7 @@ def root_json(names: Iterator[str]) -> Iterator[bytes]:
     yield f'{{"meta":{{"api-version":"{API_VERSION}"}},"projects":['.encode()
     batch, first = [], True
     for name in names:
-        batch.append(("" if first else ",") + json.dumps({"name": name}))
+        batch.append(("" if first else ",") + orjson.dumps({"name": name}).decode())
         first = False
         if len(batch) == 1000:
             yield "".join(batch).encode()
