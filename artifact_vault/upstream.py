@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import ssl
 import time
 import types
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 _MAX_REDIRECTS = 5
 _BACKOFF_SECONDS = 0.25
 _CHUNK = 1024 * 1024  # fewer, larger chunks: less Python work per byte on a cold fill
+# Reads that return at once are gathered into chunks of up to this size (see ``chunks``).
+_GATHER = 256 * 1024
 # Bodies Vault decodes are pages it parses; PyPI's largest are tens of MB.
 _DECODED_MAX = 256 * 1024 * 1024
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -80,6 +83,33 @@ class UpstreamObserver(Protocol):
         """One upstream call ended: ``error`` is None for a usable answer (a 404 included)."""
 
 
+class _Ready:
+    """Whether reading a response's socket would return at once: TLS bytes already
+    decrypted, or bytes waiting in the kernel."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
+
+    @classmethod
+    def of(cls, raw: Any) -> _Ready | None:
+        """For a urllib3 response; None if its socket cannot be found (then every read is
+        its own chunk, as before). A connection that will not be reused (HTTP/1.0, or
+        ``Connection: close``) is not kept on the response: its socket is found through
+        http.client's file object instead."""
+        sock = getattr(getattr(raw, "connection", None), "sock", None)
+        if sock is None:
+            fp = getattr(getattr(raw, "_fp", None), "fp", None)
+            sock = getattr(getattr(fp, "raw", None), "_sock", None)
+        return cls(sock) if sock is not None else None
+
+    def __call__(self) -> bool:
+        if isinstance(self._sock, ssl.SSLSocket) and self._sock.pending():
+            return True
+        return bool(self._poll.poll(0))
+
+
 class UpstreamResponse:
     """A streaming upstream answer whose body errors are ``UpstreamError``s.
 
@@ -110,13 +140,24 @@ class UpstreamResponse:
 
     def chunks(self) -> Iterator[bytes]:
         # Not decoded (unless asked): a .gz is stored and served as the bytes the upstream holds.
-        # read1: what has arrived, up to _CHUNK, as soon as it has arrived. A fast upstream
-        # still gives large chunks; a slow one no longer holds its first bytes back until a
-        # whole chunk is in (a 1 KiB/s upstream meant ~17 minutes to the first byte).
+        # read1: what has arrived, up to _CHUNK, as soon as it has arrived, so a slow upstream
+        # does not hold its first bytes back until a whole chunk is in (a 1 KiB/s upstream
+        # meant ~17 minutes to the first byte). Over TLS one read is one 16 KiB record,
+        # though: a fast upstream's bytes that are already here are gathered up to _GATHER,
+        # or every chunk costs a hand-off of the GIL, a hash-queue put and a wake-up of the
+        # readers (a cold uv install moves ~4,600 of them, on a GIL 30 threads want).
         raw = self._resp.raw
+        ready = _Ready.of(raw)
         try:
             decoded = 0
             while chunk := raw.read1(_CHUNK, decode_content=self._decode):
+                if ready is not None and len(chunk) < _GATHER:
+                    parts, size = [chunk], len(chunk)
+                    while size < _GATHER and ready() and (
+                            more := raw.read1(_GATHER - size, decode_content=self._decode)):
+                        parts.append(more)
+                        size += len(more)
+                    chunk = b"".join(parts) if len(parts) > 1 else chunk
                 if self._decode:
                     decoded += len(chunk)
                     if decoded > _DECODED_MAX:  # a few KB of gzip can expand to gigabytes

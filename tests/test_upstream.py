@@ -102,10 +102,11 @@ def tls_upstream(tmp_path):
         protocol_version = "HTTP/1.0"
 
         def do_GET(self) -> None:  # noqa: N802
+            body = BIG if self.path == "/big" else b"ok"
             self.send_response(200)
-            self.send_header("Content-Length", "2")
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(b"ok")
+            self.wfile.write(body)
 
         def log_message(self, *args: object) -> None:
             pass
@@ -133,6 +134,24 @@ def test_tls_uses_the_configured_ca_and_loads_it_once(tls_upstream, monkeypatch)
     for _ in range(3):  # HTTP/1.0: a new connection each time
         assert b"".join(up.get(f"{url}/x").chunks()) == b"ok"
     assert len(loads) == 1
+
+
+BIG = bytes(range(256)) * 2048  # 512 KiB: 32 TLS records
+
+
+def test_tls_bytes_already_received_come_in_large_chunks_not_one_per_record(tls_upstream):
+    """Each TLS read returns one 16 KiB record; what has already arrived is gathered, so a
+    fast upstream costs a few chunks (hash-queue puts, reader wake-ups), not one per record."""
+    import time
+
+    url, cert = tls_upstream
+    up = Upstream("t", build(UpstreamSettings, {"prefix": "/t/", "base_url": url,
+                                                "ca_bundle": cert, "retries": 0}, "c"), Metrics())
+    resp = up.get(f"{url}/big")
+    time.sleep(0.3)  # the whole body is in the socket buffers by now
+    chunks = list(resp.chunks())
+    assert b"".join(chunks) == BIG
+    assert len(chunks) <= 8, [len(c) for c in chunks]
 
 
 def test_tls_to_an_untrusted_certificate_fails_clearly(tls_upstream):
