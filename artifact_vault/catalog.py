@@ -13,12 +13,12 @@ import fnmatch
 from collections.abc import Iterable, Sequence
 
 from .backends import BACKENDS
+from .backends.registry import oci
 from .cache.blobs import BlobStore
 from .cache.index import Entry, Index
 from .config import BackendSpec
 
 _BLOB_KEY = "oci blob "
-_MAX_MANIFEST = 4 * 1024 * 1024
 
 
 class Catalog:
@@ -64,7 +64,7 @@ class Catalog:
             for entry in self._index.scan():
                 spec = self._specs.get(entry.backend)
                 blob_paths = getattr(BACKENDS[spec.type], "blob_paths", None) if spec else None
-                if blob_paths is None or not entry.digest or entry.size > _MAX_MANIFEST:
+                if blob_paths is None or not entry.digest or entry.size > oci.MAX_MANIFEST:
                     continue
                 try:  # the backend reads only its manifests, not every small blob
                     found = blob_paths(spec, entry.key, self._blobs.path(entry.digest).read_bytes)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import signal
 import sys
 import threading
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__, commands
 from .auth import load_tokens
-from .config import Config, check_cache_dir, load_config
+from .config import CONFIG_ENV, Config, check_cache_dir, config_path, load_config
 from .errors import ConfigError
 from .token_cli import add_token_commands, run_token_command
 
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
     from .app import App
 
 log = logging.getLogger("artifact_vault")
-CONFIG_ENV = "ARTIFACT_VAULT_CONFIG"
 _CONFIG_HELP = f"YAML config file (default: ${CONFIG_ENV}, else the embedded default config)"
 
 
@@ -56,10 +54,8 @@ def load(path: Path | None, **overrides: object) -> Config:
 
     Without ``--config``, the file named by $ARTIFACT_VAULT_CONFIG (the container image sets
     it), else the embedded default."""
-    if path is None and os.environ.get(CONFIG_ENV):
-        path = Path(os.environ[CONFIG_ENV])
     try:
-        config = load_config(path)
+        config = load_config(config_path(path))
         check_cache_dir(config.cache_dir)
         load_tokens(config.auth)  # a bad tokens file stops start-up here, in one line
     except ConfigError as exc:

@@ -340,6 +340,17 @@ def check_cache_dir(path: Path) -> None:
                           "create it or point cache_dir elsewhere") from None
 
 
+CONFIG_ENV = "ARTIFACT_VAULT_CONFIG"
+
+
+def config_path(path: Path | None) -> Path | None:
+    """``--config`` when given, else the file $ARTIFACT_VAULT_CONFIG names (the container
+    image sets it), else None: the embedded default. Every command finds its config alike."""
+    if path is None and os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    return path
+
+
 def load_config(path: Path | None) -> Config:
     """Read a YAML file (or the embedded default when ``path`` is None) into a ``Config``."""
     if path is None:

@@ -12,14 +12,15 @@ import time
 from pathlib import Path
 
 from .auth import hash_token, new_token, read_tokens_file, write_tokens_file
-from .config import AUTH_SCOPES, TokenSpec, build, load_config
+from .config import AUTH_SCOPES, TokenSpec, build, config_path, load_config
 from .errors import ConfigError
 
 
 def add_token_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     token = sub.add_parser("token", help="create, list or revoke client tokens")
     token.add_argument("--config", type=Path, default=None,
-                       help="YAML config whose auth.tokens_file to use")
+                       help="YAML config whose auth.tokens_file to use (default: "
+                            "$ARTIFACT_VAULT_CONFIG)")
     token.add_argument("--tokens-file", type=Path, default=None,
                        help="the tokens file (default: auth.tokens_file from --config)")
     actions = token.add_subparsers(dest="action", required=True)
@@ -71,8 +72,9 @@ def _create(path: Path, tokens: tuple[TokenSpec, ...], args: argparse.Namespace)
 def _tokens_file(args: argparse.Namespace) -> Path:
     if args.tokens_file is not None:
         return args.tokens_file
-    if args.config is not None:
-        path = load_config(args.config).auth.tokens_file
+    config = config_path(args.config)
+    if config is not None:
+        path = load_config(config).auth.tokens_file
         if path is not None:
             return path
     raise ConfigError("token: no tokens file; pass --tokens-file PATH, or --config with "

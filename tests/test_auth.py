@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from artifact_vault.auth import credentials, hash_token, new_token, read_tokens_file
 from artifact_vault.cli import main as cli_main
@@ -169,9 +171,24 @@ def test_token_cli_create_list_revoke(tmp_path):
 
 
 def test_token_cli_without_a_tokens_file_exits_2_with_one_line():
+    env = {k: v for k, v in os.environ.items() if k != "ARTIFACT_VAULT_CONFIG"}
     result = subprocess.run([sys.executable, "-m", "artifact_vault", "token", "list"],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, env=env)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_token_cli_finds_the_config_through_the_environment_like_serve(tmp_path):
+    """The container image sets $ARTIFACT_VAULT_CONFIG: ``token`` must use that config's
+    tokens file, as ``serve`` uses that config, without --config."""
+    tokens = tmp_path / "tokens.yml"
+    config = tmp_path / "vault.yml"
+    config.write_text(yaml.safe_dump({
+        "backends": [http_backend("http://127.0.0.1:1")],
+        "auth": {"tokens_file": str(tokens)}}))
+    env = {**os.environ, "ARTIFACT_VAULT_CONFIG": str(config)}
+    subprocess.run([sys.executable, "-m", "artifact_vault", "token", "create", "--name", "ci"],
+                   capture_output=True, text=True, check=True, env=env)
+    assert [spec.name for spec in read_tokens_file(tokens)] == ["ci"]
 
 
 @pytest.mark.parametrize("auth, key", [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from ..backends.registry import oci
 from ..backends.registry.oci import INDEXES, MANIFEST_ACCEPT
 from .local import FAILED, FetchFailed, Outcome
 from .runner import Runner
@@ -29,9 +30,7 @@ def split_ref(ref: str) -> tuple[str, str]:
 
 
 def platform_of(descriptor: dict) -> str:
-    p = descriptor.get("platform") or {}
-    parts = [p.get("os", "unknown"), p.get("architecture", "unknown")]
-    return "/".join(parts + ([p["variant"]] if p.get("variant") else []))
+    return oci.platform_of(descriptor.get("platform") or {})
 
 
 def wanted(descriptor: dict, platforms: tuple[str, ...]) -> bool:

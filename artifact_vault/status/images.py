@@ -2,7 +2,7 @@
 
 The index knows a manifest's own size, not the image's: that is the sum of the layer sizes the
 manifest lists. So the catalog reads manifests, but only those of the repositories on the page
-being shown, at most ``MAX_READS`` per repository, each at most ``MAX_MANIFEST`` bytes. A
+being shown, at most ``MAX_READS`` per repository, each at most ``oci.MAX_MANIFEST`` bytes. A
 manifest named by digest never changes, so what was read is remembered by digest.
 """
 
@@ -17,7 +17,6 @@ from ..backends.registry import oci
 from ..cache.blobs import BlobStore
 from .catalog import Catalog, Member
 
-MAX_MANIFEST = 4 * 1024 * 1024
 MAX_CONFIG = 1024 * 1024
 MAX_READS = 32  # manifests read per repository for one listing row
 _REMEMBERED = 4096
@@ -105,7 +104,7 @@ class Images:
             if hex_digest in self._seen:
                 self._seen.move_to_end(hex_digest)
                 return self._seen[hex_digest]
-        doc = oci.describe_manifest(self._read(hex_digest, MAX_MANIFEST) or b"")
+        doc = oci.describe_manifest(self._read(hex_digest, oci.MAX_MANIFEST) or b"")
         with self._lock:
             self._seen[hex_digest] = doc
             while len(self._seen) > _REMEMBERED:

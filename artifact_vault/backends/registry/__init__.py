@@ -45,7 +45,7 @@ class RegistrySettings(UpstreamSettings):
     default: bool = False  # serve /v2/<name>/... requests that name no backend
     registry_hosts: tuple[str, ...] = ()  # more names that ?ns= may use for this upstream
     token_realm_hosts: tuple[str, ...] = ()  # token realms allowed off the upstream's domain
-    max_manifest_size: Size = 4 * 1024 * 1024
+    max_manifest_size: Size = oci.MAX_MANIFEST
 
 
 @dataclass(frozen=True)

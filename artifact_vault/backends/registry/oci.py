@@ -17,6 +17,9 @@ INDEXES = (DOCKER_LIST, OCI_INDEX)
 MANIFEST_ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST,
                              "application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5"))
 API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
+# The largest manifest Vault accepts by default (as distribution does); also the most the catalog
+# and status pages read of one to describe it.
+MAX_MANIFEST = 4 * 1024 * 1024
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
