@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .cache.blobs import HEX64, BlobStore  # HEX64: a row never names a path outside blobs/
+from .cache.eviction import drop_if_unused
 from .cache.index import Entry, Index
 from .errors import VaultError
 
@@ -123,8 +124,8 @@ def import_bundle(src: BinaryIO, index: Index, blobs: BlobStore,
                 continue
             index.put(Entry(e.key, e.backend, 200, e.digest, e.size, e.headers, e.fetched_at,
                             e.fresh_until, last_access=now))
-            if ours is not None and ours.digest and not index.digest_in_use(ours.digest):
-                blobs.remove(ours.digest)
+            if ours is not None:
+                drop_if_unused(index, blobs, ours.digest)
             result.added += 1
         return result
     finally:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .cache.blobs import BlobStore
+from .cache.eviction import drop_if_unused
 from .cache.index import Entry, Index
 from .catalog import Catalog
 
@@ -76,13 +77,12 @@ def remove(index: Index, blobs: BlobStore, entries: Iterable[Entry]) -> int:
     freed = 0
     for entry in entries:
         index.delete(entry.key)
-        if entry.digest and not index.digest_in_use(entry.digest):
-            path = blobs.path(entry.digest)
-            try:
-                freed += path.stat().st_size
-            except OSError:
-                pass
-            blobs.remove(entry.digest)
+        try:
+            size = blobs.path(entry.digest).stat().st_size if entry.digest else 0
+        except OSError:
+            size = 0
+        if drop_if_unused(index, blobs, entry.digest):
+            freed += size
     return freed
 
 
@@ -150,8 +150,7 @@ def verify(index: Index, blobs: BlobStore,
             if current is not None and current.digest == digest:  # not refetched meanwhile
                 index.delete(e.key)
                 report.removed.append(e)
-        if not index.digest_in_use(digest):
-            blobs.remove(digest)
+        drop_if_unused(index, blobs, digest)
     return report
 
 

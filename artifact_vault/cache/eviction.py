@@ -18,6 +18,15 @@ log = logging.getLogger(__name__)
 _BATCH = 64
 
 
+def drop_if_unused(index: Index, blobs: BlobStore, digest: str | None) -> bool:
+    """Delete the blob ``digest`` unless an index row still names it (content addressing:
+    keys share blobs). Call after deleting or replacing a row; True if it was deleted."""
+    if not digest or index.digest_in_use(digest):
+        return False
+    blobs.remove(digest)
+    return True
+
+
 class Evictor:
     def __init__(self, index: Index, blobs: BlobStore, settings: CacheSettings) -> None:
         self._index = index
@@ -50,8 +59,7 @@ class Evictor:
     def _evict(self, entry: Entry) -> int:
         """Drop one entry; delete its blob when no other key shares it. Returns bytes freed."""
         self._index.delete(entry.key)
-        if entry.digest is None or self._index.digest_in_use(entry.digest):
+        if not drop_if_unused(self._index, self._blobs, entry.digest):
             return 0
-        self._blobs.remove(entry.digest)
         log.info("evicted %s (%d bytes)", entry.key, entry.size)
         return entry.size
