@@ -133,6 +133,35 @@ def test_a_page_is_parsed_once_when_fetched(index, make_vault, monkeypatch):
     assert calls == ["alpha"]  # the check before the commit parsed it; that parse is used
 
 
+def test_a_page_is_answered_before_its_fsync_and_kept_after_it(index, make_vault, monkeypatch):
+    """The page is parsed and verified before it is synced to disk: the client need not wait
+    for the fsync (tens of ms while wheels are being written); the page is still kept."""
+    import os
+    import threading
+
+    from artifact_vault.cache import download
+
+    synced, release = threading.Event(), threading.Event()
+    fdatasync = os.fdatasync
+
+    def held(fd: int) -> None:
+        synced.set()
+        release.wait(30)
+        fdatasync(fd)
+
+    monkeypatch.setattr(download.os, "fdatasync", held)
+    vault = make_vault([pypi(index.upstream.url)])
+    try:
+        r = requests.get(f"{vault.url}/pypi/simple/alpha/", headers={"Accept": PIP_ACCEPT},
+                         timeout=5)  # the fsync is held for 30 s
+        assert r.status_code == 200 and "alpha-1.0-py3-none-any.whl" in r.text
+        assert synced.is_set()
+    finally:
+        release.set()
+    assert page(vault, "alpha/", PIP_ACCEPT).headers["X-Cache"] == "HIT"
+    assert index.upstream.count("/simple/alpha/") == 1
+
+
 def test_a_gzipd_page_cut_short_is_a_502_and_not_kept(upstream, make_vault):
     doc = json.dumps({"meta": {"api-version": "1.1"}, "name": "cut", "files": [
         {"filename": f"cut-{i}.tar.gz", "url": f"cut-{i}.tar.gz", "hashes": {}}

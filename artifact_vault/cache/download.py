@@ -97,7 +97,7 @@ class Download:
         # Verified: the readers may have the last byte now. The fsync (tens of ms for a large
         # blob) and the commit happen while it travels; a request arriving meanwhile waits for
         # the commit and is a HIT (_join).
-        fill.verified()
+        fill.verified(digest)
         if not kept or not self._synced(fill):
             fill.finished(None)  # every reader got the whole, verified body; nothing is kept
             return

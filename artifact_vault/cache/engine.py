@@ -181,12 +181,20 @@ class Cache:
         if entry is not None and entry.status == 200:
             self.index.put(dataclasses.replace(entry, key=new_key, fresh_until=None))
 
-    def get_complete(self, backend: str, key: str, policy: Policy, fetch: Fetch) -> Served:
-        """Like ``get``, but wait for a fill to be committed: for bodies Vault itself parses."""
+    def get_complete(self, backend: str, key: str, policy: Policy, fetch: Fetch,
+                     committed: bool = True) -> Served:
+        """Like ``get``, but wait for the whole body: for bodies Vault itself parses.
+
+        ``committed``: wait until it is in the index too (the caller needs its entry or blob
+        path). Otherwise return once it is verified, its fsync and commit still running: a
+        PyPI page the ``check`` has already parsed is answered that much sooner (tens of ms
+        per page while wheels are being written), and its body reads from the fill."""
         served = self.get(backend, key, policy, fetch)
         if served.fill is None:
             return served
-        served.discard()  # read from the committed entry below, not from the fill
+        served.discard()  # read from the committed entry below (or anew from the fill)
+        if not committed and served.fill.wait_verified():  # raises the fill's own error
+            return dataclasses.replace(served, digest=served.fill.digest)
         served.fill.wait_done()  # raises the fill's own error: nothing was sent yet
         if served.fill.entry is None:
             raise UpstreamError(f"disk full: could not keep {key}")

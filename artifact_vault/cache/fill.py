@@ -58,6 +58,7 @@ class Fill:
         self._written = 0
         self._done = False
         self._verified = False  # length and digest checked: the last byte may go out
+        self.digest: str | None = None  # the body's sha256, once verified
         self._spilled_at: int | None = None  # bytes from here on are in _window, not the file
         self._window: deque[bytes] = deque()
         self._window_start = 0
@@ -102,9 +103,11 @@ class Fill:
             self._written = written
             self._cond.notify_all()
 
-    def verified(self) -> None:
+    def verified(self, digest: str) -> None:
+        """Length and digest check out: no more bytes come, and the last one may go out."""
         with self._cond:
             self._verified = True
+            self.digest = digest
             self._cond.notify_all()
 
     @property
@@ -174,6 +177,16 @@ class Fill:
     def entry(self) -> Entry | None:
         """The committed entry once the fill is done (None: nothing was kept)."""
         return self._entry
+
+    def wait_verified(self) -> bool:
+        """Block until the body is verified or the fill has ended; raise its error if it
+        failed. True if the whole verified body is in the file (not spilled to memory)."""
+        with self._cond:
+            while not (self._verified or self._done):
+                self._cond.wait(_WAIT_SECONDS)
+            if self._error is not None:
+                raise self._error
+            return self._verified and self._spilled_at is None
 
     def wait_done(self) -> None:
         """Block until the fill has ended; raise its error if it failed."""

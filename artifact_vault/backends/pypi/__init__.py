@@ -165,7 +165,8 @@ class PypiBackend(BackendBase):
                            check=lambda path, headers, digest, u=url: self._checked(
                                path, headers, u, name, digest)),
                     lambda v, up=upstream, u=url: up.get(u, {**v, "Accept": UPSTREAM_ACCEPT},
-                                                         compressed=True))
+                                                         compressed=True),
+                    committed=False)  # parsed by the check: no need to wait for the fsync
             except UpstreamNotFound:
                 continue
             except OfflineMiss as exc:
