@@ -382,6 +382,6 @@ def build_app(config: Config) -> App:
     cache = Cache(config.cache_dir, config.cache, metrics)
     metrics.watch_cache(cache.index.totals)
     ctx = Context(cache=cache, metrics=metrics, offline=config.offline,
-                  pool_size=config.threads)
+                  pool_size=config.threads, public_url=config.public_url)
     backends: list[Backend] = [BACKENDS[spec.type](spec, ctx) for spec in config.backends]
     return App(config, cache, backends, metrics, AccessLog(config.log_format))

@@ -16,7 +16,8 @@ downloads have finished), then measures cache-hit index pages per second with wr
 
 Targets:
     vault   .venv/bin/python main.py --config CFG (one pypi backend at /pypi/, upstream
-            https://pypi.org/simple/, default threads), port 0, parsed from its log
+            https://pypi.org/simple/, default threads), on a free port, with public_url set
+            to it as the README recommends (pages link files by absolute URL)
     proxpi  gunicorn --preload --threads 32 proxpi.server:app (its Docker image runs gunicorn;
             its README says threads, not processes); index at /index/
     devpi   devpi-init, then devpi-server --request-timeout 60 (else defaults: 50 threads);
@@ -207,8 +208,10 @@ class Vault(Server):
     def start(self) -> None:
         self.cache_dir().mkdir(parents=True, exist_ok=True)
         cfg = self.work / "vault.yml"
+        port = free_port()  # known up front: public_url names it
         cfg.write_text(
-            f"http_host: {HOST}\nhttp_port: 0\ncache_dir: {self.cache_dir()}\nlog_level: INFO\n"
+            f"http_host: {HOST}\nhttp_port: {port}\npublic_url: http://{HOST}:{port}\n"
+            f"cache_dir: {self.cache_dir()}\nlog_level: INFO\n"
             "backends:\n  - type: pypi\n    config:\n      prefix: /pypi/\n"
             f"      base_url: {PYPI}\n")
         self.log_path.write_bytes(b"")

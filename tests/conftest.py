@@ -77,7 +77,7 @@ def make_vault(tmp_path: Path) -> Iterator[Callable[..., Vault]]:
     def make(backends: list[dict[str, Any]], **top: Any) -> Vault:
         config = parse_config(vault_config(tmp_path / "cache", backends, **top), env={})
         app = build_app(config)
-        server = create_server(app, "127.0.0.1", 0, threads=32)
+        server = create_server(app, "127.0.0.1", config.http_port, threads=32)
         threading.Thread(target=server.run, daemon=True).start()
         vault = Vault(f"http://127.0.0.1:{server.effective_port}", app, config, server)
         started.append(vault)

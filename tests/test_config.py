@@ -174,3 +174,17 @@ def test_huge_sizes_and_durations_are_a_config_error_not_a_crash(key, value):
     data = minimal()
     data["cache"] = {key: value}
     assert "too l" in error_of(data) and f"config.cache.{key}" in error_of(data)
+
+
+@pytest.mark.parametrize("value", ["vault.example", "ftp://vault.example",
+                                   "https://u:p@vault.example", "https://vault.example/?x=1", 8080])
+def test_a_bad_public_url_names_the_key_and_the_fix(value):
+    data = minimal()
+    data["public_url"] = value
+    assert "config.public_url" in error_of(data) and "https://vault.example.com" in error_of(data)
+
+
+def test_public_url_loses_its_trailing_slash():
+    data = minimal()
+    data["public_url"] = "https://vault.example/mirror/"
+    assert parse_config(data, env={}).public_url == "https://vault.example/mirror"

@@ -191,6 +191,18 @@ def test_pages_keep_hashes_yanked_reasons_and_requires_python(index, make_vault)
     assert all(f["url"].startswith("../../files/alpha/") for f in doc["files"])
 
 
+def test_with_public_url_pages_link_files_by_absolute_url(index, make_vault):
+    """pip takes absolute links as they are and runs urljoin on relative ones (40% of its
+    time on a large page); the Host header never decides the links, the config does."""
+    vault = make_vault([pypi(index.upstream.url)], public_url="https://vault.example/mirror/")
+    doc = page(vault, "alpha/", JSON, headers={"Host": "evil.example"}).json()
+    base = "https://vault.example/mirror/pypi/files/alpha/"
+    assert doc["files"] and all(f["url"].startswith(base) for f in doc["files"])
+    assert f'href="{base}' in page(vault, "alpha/").text
+    local = doc["files"][0]["url"].replace("https://vault.example/mirror", vault.url)
+    assert requests.get(local, timeout=10).status_code == 200
+
+
 def test_if_none_match_is_answered_from_local_state(index, make_vault):
     vault = make_vault([pypi(index.upstream.url)])
     first = page(vault, "alpha/", JSON)

@@ -11,6 +11,7 @@ import pytest
 
 from .fake_upstream import FakeUpstream
 from .pypi_index import Index, sdist, wheel
+from .registry_fixtures import free_port
 
 BIN = Path(sys.executable).parent
 UV = BIN / "uv"
@@ -83,6 +84,15 @@ def test_pip_installs_through_vault_once_from_upstream_then_from_cache(index, ma
     assert up.count("/packages/alpha-1.0-py3-none-any.whl") == 1
     assert up.count("/packages/beta-1.0-py3-none-any.whl") == 1
     assert up.count("/simple/alpha/") == 1 and up.count("/simple/beta/") == 1
+
+
+def test_pip_installs_with_absolute_links_under_public_url(index, make_vault, tmp_path):
+    port = free_port()
+    vault = make_vault([pypi(index.upstream.url)], http_port=port,
+                       public_url=f"http://127.0.0.1:{port}")
+    python = new_venv(tmp_path, "public")
+    pip(tmp_path, python, "install", "--index-url", f"{vault.url}/pypi/simple/", "beta")
+    assert versions(python, "alpha", "beta") == ["1.0", "1.0"]
 
 
 def test_uv_installs_through_vault_and_warm_installs_touch_no_upstream(index, make_vault, tmp_path):

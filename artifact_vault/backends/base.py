@@ -19,6 +19,7 @@ class Context:
     metrics: Metrics
     offline: bool  # the global switch; a backend's own ``offline`` can only add to it
     pool_size: int  # upstream connections to keep per backend
+    public_url: str | None = None  # where clients reach Vault (config.public_url)
 
 
 class BackendBase:

@@ -1,7 +1,8 @@
 """Rendering the simple API (PEP 503 HTML, PEP 691 JSON) from the model, and choosing between them.
 
 File URLs are written relative to the project page (``../../files/...``), so pages are the
-same whatever Host or prefix a client used to reach Vault.
+same whatever Host or prefix a client used to reach Vault; or absolute, under the configured
+``public_url``. The Host header never decides them.
 """
 
 from __future__ import annotations
