@@ -8,10 +8,13 @@ or object store the upstream redirects to. Everything that can go wrong becomes 
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import select
 import ssl
+import sys
+import termios
 import time
 import types
 from collections.abc import Callable, Iterator, Mapping
@@ -35,6 +38,7 @@ _BACKOFF_SECONDS = 0.25
 _CHUNK = 1024 * 1024  # fewer, larger chunks: less Python work per byte on a cold fill
 # Reads that return at once are gathered into chunks of up to this size (see ``chunks``).
 _GATHER = 256 * 1024
+_TLS_RECORD = 16384 + 256 + 5  # the largest TLS record on the wire: 16 KiB, overhead, header
 # Bodies Vault decodes are pages it parses; PyPI's largest are tens of MB.
 _DECODED_MAX = 256 * 1024 * 1024
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -85,10 +89,13 @@ class UpstreamObserver(Protocol):
 
 class _Ready:
     """Whether reading a response's socket would return at once: TLS bytes already
-    decrypted, or bytes waiting in the kernel."""
+    decrypted, or bytes waiting in the kernel; over TLS, a whole record of them (a read
+    waits for the rest of a partial record, which a trickling upstream may take seconds to
+    send, and the bytes gathered so far would wait with it)."""
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
+        self._tls = isinstance(sock, ssl.SSLSocket)
         self._poll = select.poll()
         self._poll.register(sock, select.POLLIN)
 
@@ -105,9 +112,15 @@ class _Ready:
         return cls(sock) if sock is not None else None
 
     def __call__(self) -> bool:
-        if isinstance(self._sock, ssl.SSLSocket) and self._sock.pending():
+        if not self._tls:
+            return bool(self._poll.poll(0))
+        if self._sock.pending():
             return True
-        return bool(self._poll.poll(0))
+        fd = self._sock.fileno()
+        if fd < 0:  # closed: the body has ended
+            return False
+        queued = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+        return int.from_bytes(queued, sys.byteorder) >= _TLS_RECORD
 
 
 class UpstreamResponse:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import responses
 
@@ -102,10 +105,15 @@ def tls_upstream(tmp_path):
         protocol_version = "HTTP/1.0"
 
         def do_GET(self) -> None:  # noqa: N802
-            body = BIG if self.path == "/big" else b"ok"
+            body = BIG if self.path in ("/big", "/pause") else b"ok"
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            if self.path == "/pause":  # 20,000 bytes, a pause, then the rest
+                self.wfile.write(body[:20_000])
+                self.wfile.flush()
+                PAUSED.wait(10)
+                body = body[20_000:]
             self.wfile.write(body)
 
         def log_message(self, *args: object) -> None:
@@ -137,6 +145,7 @@ def test_tls_uses_the_configured_ca_and_loads_it_once(tls_upstream, monkeypatch)
 
 
 BIG = bytes(range(256)) * 2048  # 512 KiB: 32 TLS records
+PAUSED = threading.Event()
 
 
 def test_tls_bytes_already_received_come_in_large_chunks_not_one_per_record(tls_upstream):
@@ -152,6 +161,21 @@ def test_tls_bytes_already_received_come_in_large_chunks_not_one_per_record(tls_
     chunks = list(resp.chunks())
     assert b"".join(chunks) == BIG
     assert len(chunks) <= 8, [len(c) for c in chunks]
+
+
+def test_over_tls_the_bytes_before_a_pause_are_not_held_back_to_gather_more(tls_upstream):
+    url, cert = tls_upstream
+    up = Upstream("t", build(UpstreamSettings, {"prefix": "/t/", "base_url": url,
+                                                "ca_bundle": cert, "retries": 0}, "c"), Metrics())
+    PAUSED.clear()
+    try:
+        chunks = up.get(f"{url}/pause").chunks()
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(next, chunks).result(timeout=5)  # the upstream pauses 10 s
+        assert BIG.startswith(first)
+    finally:
+        PAUSED.set()
+    assert first + b"".join(chunks) == BIG
 
 
 def test_tls_to_an_untrusted_certificate_fails_clearly(tls_upstream):
