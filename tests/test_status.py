@@ -35,6 +35,12 @@ def test_the_status_page_shows_every_backend_with_setup_for_the_url_the_browser_
     assert " src=" not in page.replace("<script>", "")  # nothing loaded from anywhere
 
 
+def test_with_public_url_the_setup_snippets_use_it_not_the_host_header(make_vault, upstream):
+    vault = make_vault([http_backend(upstream.url)], public_url="https://vault.example/mirror")
+    page = requests.get(f"{vault.url}/", headers={"Host": "other:1"}, timeout=30).text
+    assert "curl -O https://vault.example/mirror/files/" in page and "other:1" not in page
+
+
 def test_a_host_header_that_is_not_a_host_is_not_echoed(make_vault, upstream):
     vault = make_vault([http_backend(upstream.url)])
     page = requests.get(f"{vault.url}/", headers={"Host": 'x"><script>y'}, timeout=30).text

@@ -50,6 +50,7 @@ class StatusPages:
             for c in configured if c.shape is not None])
         self._overview = Overview(config, cache, metrics, self._catalog, configured, started)
         self._flush = cache.index.flush_access
+        self._public = Origin.public(config.public_url) if config.public_url else None
         # Each route: (query parameters, origin, detailed) -> Reply.
         self._routes: dict[str, Callable[[dict[str, str], Origin, bool], Reply]] = {
             "/": lambda _, origin, detailed: _html(self._overview.page(origin, detailed)),
@@ -86,7 +87,7 @@ class StatusPages:
         if any("\x00" in v for v in params.values()):
             raise BadRequest("NUL in a query parameter")
         self._flush()  # hits and last-access times are batched; show the latest
-        return route(params, Origin.of(environ), detailed)
+        return route(params, self._public or Origin.of(environ), detailed)
 
 
 def _html(body: bytes) -> Reply:

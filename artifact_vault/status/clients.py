@@ -1,8 +1,9 @@
-"""Copy-paste client setup for each backend, written for the URL the browser used.
+"""Copy-paste client setup for each backend, written for the URL clients reach Vault at.
 
-The origin comes from the request's ``Host`` header and scheme: it is only ever displayed
-here, never used for a cache key or an upstream request. A Host header that is not a plain
-host[:port] is replaced by the server's own name, so nothing odd is echoed into a snippet.
+That is the configured ``public_url``, else the URL the browser used: the request's ``Host``
+header and scheme, only ever displayed here, never used for a cache key or an upstream
+request. A Host header that is not a plain host[:port] is replaced by the server's own name,
+so nothing odd is echoed into a snippet.
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$")
 class Origin:
     scheme: str  # http or https
     host: str  # host[:port], as the client addresses Vault
+    path: str = ""  # a public_url's path, without the trailing slash
+
+    @classmethod
+    def public(cls, url: str) -> Origin:
+        """The origin of a (validated) ``public_url``."""
+        parts = urlsplit(url)
+        return cls(parts.scheme, parts.netloc, parts.path.rstrip("/"))
 
     @classmethod
     def of(cls, environ: dict[str, Any]) -> Origin:
@@ -34,7 +42,7 @@ class Origin:
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://{self.host}"
+        return f"{self.scheme}://{self.host}{self.path}"
 
     @property
     def hostname(self) -> str:
