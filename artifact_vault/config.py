@@ -328,8 +328,8 @@ class Config:
     stop_timeout: Duration = 20.0  # SIGTERM waits this long for responses and downloads
     offline: bool = False
     # The URL clients reach Vault at (through any proxy): pages then link files by absolute
-    # URL, which pip parses 40% faster than relative ones. None: relative links, right
-    # behind any proxy that forwards Vault's paths.
+    # URL, which pip parses in a third less time. None: relative links, right behind any
+    # proxy that forwards Vault's paths.
     public_url: Annotated[str, _public_url] | None = None
     cache: CacheSettings = field(default_factory=CacheSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)

@@ -192,7 +192,7 @@ def test_pages_keep_hashes_yanked_reasons_and_requires_python(index, make_vault)
 
 
 def test_with_public_url_pages_link_files_by_absolute_url(index, make_vault):
-    """pip takes absolute links as they are and runs urljoin on relative ones (40% of its
+    """pip takes absolute links as they are and runs urljoin on relative ones (a third of its
     time on a large page); the Host header never decides the links, the config does."""
     vault = make_vault([pypi(index.upstream.url)], public_url="https://vault.example/mirror/")
     doc = page(vault, "alpha/", JSON, headers={"Host": "evil.example"}).json()

@@ -98,7 +98,7 @@ class PypiBackend(BackendBase):
         # parsed and rendered once per upstream change, not once per request.
         self._memo = Memo(_MEMO_BUDGET)
         # File links: absolute when the config says where clients reach Vault (pip takes the
-        # absolute ones as they are, and runs urljoin on every relative one: 40% of its time
+        # absolute ones as they are, and runs urljoin on every relative one: a third of its time
         # on a large page), else relative to the page, which is right behind any proxy.
         self._files_url = (f"{ctx.public_url}{self.prefix}files/" if ctx.public_url
                            else "../../files/")
