@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import yaml
 
@@ -303,15 +303,32 @@ def _positive(value: Any, key: str) -> int:
     return value
 
 
-def _public_url(value: Any, key: str) -> str:
+def _http_parts(value: Any, key: str, example: str) -> SplitResult:
     parts = urlsplit(value) if isinstance(value, str) else None
-    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
-            or parts.username or parts.password or parts.query or parts.fragment):
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{key}: {value!r} is not an http(s) URL; write e.g. {example}")
+    return parts
+
+
+def parse_http_url(value: Any, key: str) -> str:
+    """An upstream's URL."""
+    parts = _http_parts(value, key, "https://deb.debian.org/debian")
+    if parts.username or parts.password:
+        raise ConfigError(f"{key}: credentials in the URL would leak into logs; use the "
+                          "username and password keys instead")
+    return value.rstrip("/")
+
+
+def _public_url(value: Any, key: str) -> str:
+    """The URL clients reach Vault at."""
+    parts = _http_parts(value, key, "https://vault.example.com")
+    if parts.username or parts.password or parts.query or parts.fragment:
         raise ConfigError(f"{key}: {value!r} is not the URL clients reach Vault at; write e.g. "
                           "https://vault.example.com (a path is allowed, no query)")
     return value.rstrip("/")
 
 
+HttpUrl = Annotated[str, parse_http_url]
 Backends = Annotated[tuple[BackendSpec, ...], _parse_backends]
 PositiveInt = Annotated[int, _positive]
 

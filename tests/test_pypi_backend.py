@@ -107,7 +107,7 @@ def test_pages_are_fetched_gzipd_and_files_as_they_are(index, make_vault):
 
 
 def test_a_gzipd_page_that_expands_too_far_is_refused(upstream, make_vault, monkeypatch):
-    monkeypatch.setattr("artifact_vault.upstream._DECODED_MAX", 100_000)
+    monkeypatch.setattr("artifact_vault.upstream_body._DECODED_MAX", 100_000)
     doc = json.dumps({"meta": {"api-version": "1.1"}, "name": "bomb", "files": [],
                       "padding": " " * 1_000_000}).encode()  # ~1 KB gzip'd
     upstream.add("/simple/bomb/", doc, headers={"Content-Type": JSON}, gzip=True)

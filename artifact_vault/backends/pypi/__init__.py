@@ -24,11 +24,12 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 from ...cache import Answer, Fetch, Fetched, Policy, Served
-from ...config import BackendSpec, Duration, PositiveInt, SecretStr, Timeout, TimeoutSpec
+from ...config import (BackendSpec, Duration, HttpUrl, PositiveInt, SecretStr, Timeout,
+                       TimeoutSpec)
 from ...errors import (ConfigError, MethodNotAllowed, NotFound, OfflineMiss, UpstreamError,
                        UpstreamNotFound)
 from ...exchange import Reply, Request
-from ...upstream import HttpUrl, Upstream, UpstreamSettings
+from ...upstream import Upstream, UpstreamSettings
 from ...upstream_state import ConnectionLimit
 from ..base import BackendBase, CatalogShape, Context
 from . import render

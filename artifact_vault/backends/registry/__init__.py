@@ -23,10 +23,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 from ...cache import Answer, Policy
-from ...config import BackendSpec, Duration, Size
+from ...config import BackendSpec, Duration, HttpUrl, Size
 from ...errors import BadRequest, MethodNotAllowed, NotFound, UpstreamError, VaultError
 from ...exchange import Reply, Request
-from ...upstream import HttpUrl, Upstream, UpstreamResponse, UpstreamSettings
+from ...upstream import Upstream, UpstreamResponse, UpstreamSettings
 from ..base import BackendBase, CatalogShape, Context
 from . import oci
 from .auth import TokenAuth
