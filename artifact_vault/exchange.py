@@ -9,6 +9,10 @@ from typing import Any
 
 from .cache import Served
 
+# Marks the requests of ``artifact-vault prefetch`` itself: it reports them on its own, and it
+# asks for an index's children itself (only the platforms its job names).
+PREFETCH_HEADER = "X-Vault-Prefetch"
+
 
 @dataclass(frozen=True)
 class Request:

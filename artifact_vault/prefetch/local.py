@@ -19,13 +19,13 @@ import requests
 
 from ..app import build_app
 from ..config import Config
+from ..exchange import PREFETCH_HEADER
 from ..progress import Progress
 from ..server import create_server
 
 FETCHED, CACHED, FAILED = "fetched", "already cached", "failed"
 _CHUNK = 256 * 1024
 _MAX_KEPT = 16 * 1024 * 1024  # manifests and index pages: parsed, so held in memory
-_OWN = "X-Vault-Prefetch"  # marks requests of prefetch itself, which reports them on its own
 _SETTLE_SECONDS = 120.0
 
 
@@ -78,8 +78,8 @@ class LocalVault:
         self._watch.part = path_part
 
     def close(self) -> None:
-        # Fills started in the background (an index's other children) finish before the cache
-        # closes: a fill cut short would be wasted, never corrupt, but it would be a miss later.
+        # Fills still running (one whose client left early) finish before the cache closes: a
+        # fill cut short would be wasted, never corrupt, but it would be a miss later.
         deadline = time.monotonic() + _SETTLE_SECONDS
         while self.app.cache.fills_in_progress() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -113,7 +113,7 @@ class Client:
         size = 0
         kept: list[bytes] = []
         try:
-            with self._session.get(self.base_url + path, headers={**(headers or {}), _OWN: "1"},
+            with self._session.get(self.base_url + path, headers={**(headers or {}), PREFETCH_HEADER: "1"},
                                    stream=True, timeout=(10, 300)) as resp:
                 if resp.status_code != 200:
                     raise FetchFailed(f"HTTP {resp.status_code}: {_reason(resp)}")

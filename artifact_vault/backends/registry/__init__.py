@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 from ...cache import Answer, Policy
 from ...config import BackendSpec, Duration, HttpUrl, Size
 from ...errors import BadRequest, MethodNotAllowed, NotFound, UpstreamError, VaultError
-from ...exchange import Reply, Request
+from ...exchange import PREFETCH_HEADER, Reply, Request
 from ...upstream import Upstream, UpstreamResponse, UpstreamSettings
 from ..base import BackendBase, CatalogShape, Context
 from . import oci
@@ -167,7 +167,12 @@ class RegistryBackend(BackendBase):
             raise NotFound(f"{name}:{ref} is a {media_type}, which the client's Accept header "
                            "does not include; Vault never converts manifests",
                            code="MANIFEST_UNKNOWN")
-        if media_type in oci.INDEXES and served.cache_status == "MISS" and served.path:
+        # A fresh index's children are cached in the background, for a pull by digest that may
+        # come offline; not for prefetch, which fetches the children it was asked for itself
+        # (in the background too, they raced its own requests and made its report say
+        # "already cached" for what it had just caused to be fetched).
+        if (media_type in oci.INDEXES and served.cache_status == "MISS" and served.path
+                and PREFETCH_HEADER.lower() not in request.headers):
             for child in oci.children(Path(served.path).read_bytes()):
                 self._prefetch.submit(self._cache_child, name, child)
         return Reply(served=served, cache_status=served.cache_status, headers={
