@@ -173,6 +173,50 @@ def test_the_lookup_memo_keeps_only_the_last_seconds_keys(tmp_path, monkeypatch)
     index.close()
 
 
+def test_lookups_do_not_wait_for_a_write_in_progress(tmp_path):
+    """A writer holds the lock across its statement (SQLite lets go of the GIL, and under load
+    taking it back is slow): lookups must not queue behind it. Cold installs showed page
+    lookups waiting up to a second for the lock."""
+    import threading
+
+    from artifact_vault.cache.index import Entry, Index
+
+    index = Index(tmp_path / "i.sqlite")
+    index.put(Entry("pypi file six/a/six.whl", "pypi", 200, "a" * 64, 10))
+    with index._lock:  # a write that has not finished
+        found: list[object] = []
+        reader = threading.Thread(target=lambda: found.extend(
+            [index.get("pypi file six/a/six.whl"), index.keys_under("pypi file six/")]))
+        reader.start()
+        reader.join(timeout=10)
+        assert not reader.is_alive(), "a lookup waited for the writer's lock"
+    assert found[0].digest == "a" * 64 and found[1] == ["pypi file six/a/six.whl"]
+    index.close()
+
+
+def test_a_lookup_that_raced_a_write_is_not_remembered(tmp_path):
+    """A lookup reads without the write lock: when a write lands between its read and its
+    note in the lookup memo, the memo must not keep the older answer for the next second."""
+    from contextlib import contextmanager
+
+    from artifact_vault.cache.index import Entry, Index
+
+    index = Index(tmp_path / "i.sqlite")
+    real = index._reader
+
+    @contextmanager
+    def racing():
+        with real() as db:
+            yield db
+        index.put(Entry("k", "x", 200, "a" * 64, 10))  # after the read, before the memo
+
+    index._reader = racing
+    assert index.get("k") is None  # what it read
+    index._reader = real
+    assert index.get("k") is not None  # not the remembered "missing"
+    index.close()
+
+
 def test_a_short_write_is_completed_not_ignored(tmp_path, monkeypatch):
     """A raw write may write less than asked (a filling disk): the rest must still be written,
     or the file would be shorter than what was hashed and verified."""

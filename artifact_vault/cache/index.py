@@ -1,18 +1,23 @@
 """The SQLite index: cache key -> blob digest, size, headers and freshness.
 
 The index is what makes start-up instant (no tree scan) and what lets two keys share one blob.
-One connection is shared by all threads behind a lock: every statement is a point lookup or a
-single-row write, far cheaper than the request around it. Last-access times are the exception:
-they change on every hit, so they are kept in memory and written in batches.
+Writes go through one connection behind a lock: every one is a single-row write, far cheaper
+than the request around it. Lookups on the request path use connections of their own (WAL
+readers never wait for the writer): SQLite lets go of the GIL for each statement, and taking
+it back takes tens of ms while a cold install keeps many threads busy, so one lock held across
+that wait made every lookup queue behind the others (up to a second per page, measured).
+Last-access times change on every hit, so they are kept in memory and written in batches.
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,8 +82,10 @@ class Index:
             # left behind by the old file must not be replayed into the new one.
             for stale in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
                 stale.unlink(missing_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
-                                   timeout=30)
+        self._db = _connect(path)
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._writes = 0  # counts writes: a lookup that raced one is not remembered
+        self._recent_lock = threading.Lock()  # never held across a statement
         try:
             self._db.execute("PRAGMA journal_mode=WAL")  # readers in other processes never block
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -105,22 +112,41 @@ class Index:
         self.flush_access()
         with self._lock:
             self._db.close()
+            while not self._readers.empty():
+                self._readers.get_nowait().close()
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection of the pool; a new one when all are in use (at most one
+        per thread that looks something up at the same moment)."""
+        try:
+            db = self._readers.get_nowait()
+        except queue.Empty:
+            db = _connect(self.path)
+            db.execute("PRAGMA query_only = ON")
+        try:
+            yield db
+        finally:
+            self._readers.put(db)
 
     def get(self, key: str) -> Entry | None:
         now = time.monotonic()
         recent = self._recent.get(key)
         if recent is not None and now - recent[0] < _RECENT_SECONDS:
             return recent[1]
-        with self._lock:
-            row = self._db.execute("SELECT * FROM entries WHERE key = ?", (key,)).fetchone()
-            entry = _entry(row) if row else None
+        writes = self._writes
+        with self._reader() as db:
+            row = db.execute("SELECT * FROM entries WHERE key = ?", (key,)).fetchone()
+        entry = _entry(row) if row else None
+        with self._recent_lock:
             if now - self._swept > _RECENT_SECONDS:
                 # Only the last second's lookups are of use: memory follows the keys asked
                 # for lately, not every key ever asked for (bench/load.py --soak).
                 self._recent = {k: v for k, v in self._recent.items()
                                 if now - v[0] < _RECENT_SECONDS}
                 self._swept = now
-            self._recent[key] = (now, entry)
+            if writes == self._writes:  # else a write may have come after this read
+                self._recent[key] = (now, entry)
         return entry
 
     def reread(self, key: str) -> Entry | None:
@@ -149,7 +175,7 @@ class Index:
             self._release(old)
             with self._touch_lock:
                 self._touched.pop(entry.key, None)
-            self._recent.pop(entry.key, None)
+            self._forget(entry.key)
 
     def delete(self, key: str) -> None:
         with self._lock:
@@ -159,10 +185,17 @@ class Index:
             self._release(old)
             with self._touch_lock:
                 self._touched.pop(key, None)
-            self._recent.pop(key, None)
+            self._forget(key)
 
     # Running totals, so the evictor (once per fill) need not sum the whole table. Callers
     # hold the lock. Another process's writes (the CLI) are caught by a periodic recount.
+
+    def _forget(self, key: str) -> None:
+        """After a write: the key's remembered lookup is out of date, and so is
+        any lookup that read the database before this write."""
+        with self._recent_lock:
+            self._recent.pop(key, None)
+            self._writes += 1
 
     def _row_blob(self, key: str) -> tuple[str | None, int] | None:
         row = self._db.execute("SELECT digest, size FROM entries WHERE key = ?", (key,)).fetchone()
@@ -189,7 +222,7 @@ class Index:
             self._db.execute(
                 "UPDATE entries SET fresh_until = ?, headers = ?, fetched_at = ? WHERE key = ?",
                 (fresh_until, json.dumps(dict(headers)), time.time(), key))
-            self._recent.pop(key, None)
+            self._forget(key)
 
     def touch(self, key: str) -> None:
         """Note a hit (for LRU and hit counts); written to disk at most every few seconds."""
@@ -213,9 +246,9 @@ class Index:
     def keys_under(self, prefix: str) -> list[str]:
         """Keys with a positive entry that start with ``prefix``: a range search on the primary
         key, so the cost follows what is cached, not how many keys could be."""
-        with self._lock:
-            rows = self._db.execute("SELECT key FROM entries WHERE status = 200 AND key >= ? "
-                                    "AND key < ?", (prefix, prefix + "\U0010ffff")).fetchall()
+        with self._reader() as db:
+            rows = db.execute("SELECT key FROM entries WHERE status = 200 AND key >= ? "
+                              "AND key < ?", (prefix, prefix + "\U0010ffff")).fetchall()
         return [r[0] for r in rows]
 
     def digest_in_use(self, digest: str) -> bool:
@@ -258,6 +291,10 @@ class Index:
             return True
         except sqlite3.Error:
             return False
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
 
 
 def _entry(row: tuple) -> Entry:
