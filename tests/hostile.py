@@ -103,8 +103,10 @@ pypi_pages = st.one_of(
         st.sampled_from(["url", "filename", "hashes", "yanked", "size", "core-metadata",
                          "requires-python"]), json_values, max_size=7), max_size=4)}).map(
         lambda v: json.dumps(v).encode()),
-    st.lists(st.fixed_dictionaries({"url": _FILE_URLS, "filename": _FILE_NAMES,
-                                    "hashes": st.just({})}), max_size=4).map(
+    st.lists(st.fixed_dictionaries({"url": _FILE_URLS, "filename": _FILE_NAMES, "hashes": st.one_of(
+        st.just({}),  # with a sha256 the entry may take the plain path (render.project_json)
+        st.fixed_dictionaries({"sha256": st.from_regex(r"[0-9a-f]{64}", fullmatch=True)}))}),
+        max_size=4).map(
         lambda files: json.dumps({"meta": {"api-version": "1.1"}, "files": files}).encode()),
     st.lists(st.tuples(_FILE_URLS, _FILE_NAMES)).map(
         lambda links: "".join(f'<a href="{h}" data-yanked="{t}">{t}</a>'

@@ -55,6 +55,46 @@ def test_json_pages_parse_size_upload_time_and_yanked_true():
     assert f.core_metadata == {"sha256": "aa"}
 
 
+def test_plain_json_entries_render_as_their_full_parse_does():
+    """Entries of PyPI's shape are rendered straight from the parsed JSON (no ``File``);
+    every other entry takes the full parse. Both must tell a client the same thing."""
+    import dataclasses
+
+    sha = "ab" * 32
+    plain = [
+        {"filename": "a-1.0.tar.gz", "url": "https://files.test/a-1.0.tar.gz",
+         "hashes": {"sha256": sha}, "requires-python": ">=3.8", "yanked": False, "size": 5,
+         "upload-time": "2024-01-01T00:00:00Z"},
+        {"filename": "a-1.0-py3-none-any.whl", "url": "https://files.test/w.whl",
+         "hashes": {"sha256": "cd" * 32}, "requires-python": None, "yanked": "broken",
+         "size": 7, "upload-time": None, "core-metadata": {"sha256": "ef" * 32}},
+        {"filename": "a-1.1.tar.gz", "url": "https://files.test/a-1.1.tar.gz",
+         "hashes": {"sha256": "01" * 32}, "yanked": True, "core-metadata": True},
+        {"filename": "a-1.2.tar.gz", "url": "https://files.test/a-1.2.tar.gz",
+         "hashes": {"sha256": "23" * 32}, "core-metadata": False}]
+    other = [  # each differs from the plain shape in one way
+        {"filename": "a-2.0.tar.gz", "url": "rel/a-2.0.tar.gz", "hashes": {"sha256": "AB" * 32}},
+        {"filename": "a 2.1.tar.gz", "url": "https://files.test/x", "hashes": {"sha256": sha}},
+        {"filename": "a-2.2.tar.gz", "url": "https://files.test/y", "hashes": {}},
+        {"filename": "a-2.3.tar.gz", "url": "https://files.test/z", "hashes": {"sha256": sha},
+         "requires-python": ["not", "a", "string"], "size": True, "provenance": None},
+        {"filename": "a-2.4.tar.gz", "url": "https://files.test/v", "hashes": {"sha256": sha},
+         "dist-info-metadata": {"sha256": "EF" * 32}, "yanked": ""},
+        {"filename": "..", "url": "https://files.test/dots", "hashes": {"sha256": sha}}]
+    doc = {"meta": {"api-version": "1.1"}, "name": "a", "versions": ["1.0", "2.0"],
+           "files": [x for pair in zip(plain + plain[:2], other) for x in pair]}
+    project = parse_page(json.dumps(doc).encode(), JSON, "https://index.test/simple/a/", "a")
+    assert sum(i is not None for i in project.plain) == len(plain) + 2  # the fast path ran
+    full = dataclasses.replace(project, parsed=project.files, items=(), plain=())
+    for extractable in (frozenset(), frozenset(["01" * 32, "23" * 32])):
+        links = render.Links("../../files/a/", extractable)
+        fast, slow = (parse_page(render.project_json(p, links), JSON,
+                                 "http://vault/pypi/simple/a/", "a") for p in (project, full))
+        assert fast.files == slow.files and fast.versions == slow.versions
+        assert len(fast.files) == len(doc["files"]) - 1  # ".." is never linked
+        assert project.file("a-2.3.tar.gz") == full.file("a-2.3.tar.gz") is not None
+
+
 @pytest.fixture
 def index(upstream):
     idx = Index(upstream, fmt="html")

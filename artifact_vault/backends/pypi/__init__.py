@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from ...cache import Answer, Fetch, Fetched, Policy, Served
 from ...config import (BackendSpec, Duration, HttpUrl, PositiveInt, SecretStr, Timeout,
@@ -40,7 +40,6 @@ from .model import File, Project, file_version, normalize, parse_page
 UPSTREAM_ACCEPT = f"{render.JSON}, {render.HTML};q=0.2, text/html;q=0.01"
 _NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
 _ID = re.compile(r"^([0-9a-f]{64}|url-[0-9a-f]{40})$")
-_PLAIN = re.compile(r"[A-Za-z0-9_.~-]+")  # what quote() leaves as it is: most file names
 _MEMO_BUDGET = 64 * 1024 * 1024
 _EXTRACTABLE_SECONDS = 5.0
 FILE_CACHE_CONTROL = "public, max-age=31536000, immutable"
@@ -211,13 +210,8 @@ class PypiBackend(BackendBase):
         memo_key = ("rendered", name, served.digest or "", fmt, *sorted(extractable))
         body = self._memo.get(memo_key)
         if body is None:
-            def link(f: File) -> tuple[str, bool | dict[str, str] | None]:
-                file_id = f.id
-                filename = f.filename if _PLAIN.fullmatch(f.filename) else quote(f.filename)
-                url = f"{self._files_url}{name}/{file_id}/{filename}"
-                return url, f.core_metadata or (file_id in extractable) or None
             renderer = render.project_json if fmt == render.JSON else render.project_html
-            body = renderer(project, link)
+            body = renderer(project, render.Links(f"{self._files_url}{name}/", extractable))
             self._memo.put(memo_key, body, len(body))
         etag = '"%s"' % hashlib.sha256(repr(memo_key).encode()).hexdigest()[:32]
         headers = {"Content-Type": fmt if fmt != render.TEXT_HTML else "text/html; charset=utf-8",

@@ -7,9 +7,12 @@ the client asked for from the model. A client's format never decides what is cac
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from html.parser import HTMLParser
 from typing import NamedTuple
 from urllib.parse import urldefrag, urljoin
@@ -24,6 +27,11 @@ from ...errors import UpstreamError
 _BAD_CHAR = re.compile(r"[/\\\x00-\x1f\x7f]")
 _HASH = re.compile(r"^(sha256|sha384|sha512|md5|sha1|sha224)=([0-9a-fA-F]+)$")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_LOWER_SHA256 = re.compile(r"[0-9a-f]{64}").fullmatch
+# A file name that is its own URL path segment: what quote() leaves as it is.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_.~-]+").fullmatch
+_PLAIN_KEYS = frozenset({"filename", "url", "hashes", "requires-python", "yanked", "size",
+                         "upload-time", "core-metadata"})
 
 
 class File(NamedTuple):
@@ -52,12 +60,41 @@ class File(NamedTuple):
 
 @dataclass(frozen=True)
 class Project:
+    """A parsed page. A JSON page keeps the entries orjson parsed, with the id of each that
+    has PyPI's plain shape (``plain_id``): rendering JSON from those needs no ``File`` at all,
+    and building 15,000 of them (pydantic-core) was most of a cold page's CPU. ``files`` is
+    built when something needs it (HTML, a cached wheel's metadata), once."""
+
     name: str
-    files: tuple[File, ...]
     versions: tuple[str, ...]
+    page_url: str = ""
+    items: tuple[dict, ...] = ()  # JSON pages: the upstream's file entries, as parsed
+    plain: tuple[str | None, ...] = ()  # per item: its id if it has the plain shape
+    parsed: tuple[File, ...] | None = None  # HTML pages: their files
+
+    @cached_property
+    def files(self) -> tuple[File, ...]:
+        if self.parsed is not None:
+            return self.parsed
+        return tuple(f for item in self.items if (f := json_file(item, self.page_url)))
+
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        """Where the first file of each name is, as the page lists them."""
+        names = ([f.filename for f in self.parsed] if self.parsed is not None
+                 else [str(item["filename"]) for item in self.items])
+        found: dict[str, int] = {}
+        for i, filename in enumerate(names):
+            found.setdefault(filename, i)
+        return found
 
     def file(self, filename: str) -> File | None:
-        return next((f for f in self.files if f.filename == filename), None)
+        """The file of that name, without building the ``File`` of every other one."""
+        i = self._positions.get(filename)
+        if i is None:
+            return None
+        return self.parsed[i] if self.parsed is not None else json_file(self.items[i],
+                                                                          self.page_url)
 
 
 def parse_page(body: bytes, content_type: str, page_url: str, name: str) -> Project:
@@ -102,26 +139,67 @@ def _absolute(page_url: str, url: str) -> str:
 
 
 def _parse_json(doc: dict, page_url: str, name: str) -> Project:
-    files = []
-    new = tuple.__new__  # File(...) with keywords costs a third of a large page's parse
-    for item in doc["files"]:
-        filename = str(item["filename"])
-        if _unservable(filename):
-            continue
-        hashes = item.get("hashes") or {}
-        yanked = item.get("yanked", False)
-        size = item.get("size")
-        files.append(new(File, (
-            filename, _absolute(page_url, str(item["url"])),
-            {str(k): str(v).lower() for k, v in hashes.items()} if hashes else {},
-            _text(item.get("requires-python")),
-            yanked if isinstance(yanked, str) and yanked else bool(yanked),
-            size if type(size) is int else None,  # not a bool
-            _text(item.get("upload-time")),
-            _metadata_value(item.get("core-metadata", item.get("dist-info-metadata", False))))))
+    items = doc["files"]
+    if not isinstance(items, list):
+        raise TypeError("'files' is not a list")
+    plain = []
+    for item in items:
+        file_id = plain_id(item)
+        if file_id is None:
+            json_file(item, page_url)  # raises if the entry is not a usable one
+        plain.append(file_id)
     versions = doc.get("versions")
-    return Project(str(doc.get("name") or name), tuple(files),
-                   tuple(map(str, versions)) if isinstance(versions, list) else _versions(files))
+    project = Project(str(doc.get("name") or name),
+                      tuple(map(str, versions)) if isinstance(versions, list) else (),
+                      page_url, tuple(items), tuple(plain))
+    if not isinstance(versions, list):  # an API 1.0 page: from the file names
+        project = dataclasses.replace(project, versions=_versions(project.files))
+    return project
+
+
+def plain_id(item: object) -> str | None:
+    """The id of a JSON file entry of the shape PyPI gives (a file name that is its own path
+    segment, one lower-case sha256, well-typed optional fields), which renders the same
+    straight from the entry as through a ``File``; None for any other entry, which takes the
+    full parse. Checked once per entry of every page fetched: kept to the fields rendered."""
+    if type(item) is not dict or not item.keys() <= _PLAIN_KEYS:
+        return None
+    filename, hashes = item.get("filename"), item.get("hashes")
+    if not (type(filename) is str and PLAIN_NAME(filename) and filename not in (".", "..")
+            and type(hashes) is dict and len(hashes) == 1 and "url" in item):
+        return None
+    sha = hashes.get("sha256")
+    python, uploaded = item.get("requires-python"), item.get("upload-time")
+    yanked, size = item.get("yanked", False), item.get("size")
+    metadata = item.get("core-metadata", False)
+    if (type(sha) is str and _LOWER_SHA256(sha)
+            and (python is None or (type(python) is str and python != ""))
+            and (uploaded is None or (type(uploaded) is str and uploaded != ""))
+            and (yanked is False or yanked is True or (type(yanked) is str and yanked != ""))
+            and (size is None or type(size) is int)
+            and (metadata is False or metadata is True or (
+                type(metadata) is dict and metadata.keys() == {"sha256"}
+                and type(metadata["sha256"]) is str and _LOWER_SHA256(metadata["sha256"])))):
+        return sha
+    return None
+
+
+def json_file(item: dict, page_url: str) -> File | None:
+    """One JSON file entry as a ``File``; None if it could not be served under its name."""
+    filename = str(item["filename"])
+    if _unservable(filename):
+        return None
+    hashes = item.get("hashes") or {}
+    yanked = item.get("yanked", False)
+    size = item.get("size")
+    return tuple.__new__(File, (  # File(...) with keywords costs a third more
+        filename, _absolute(page_url, str(item["url"])),
+        {str(k): str(v).lower() for k, v in hashes.items()} if hashes else {},
+        _text(item.get("requires-python")),
+        yanked if isinstance(yanked, str) and yanked else bool(yanked),
+        size if type(size) is int else None,  # not a bool
+        _text(item.get("upload-time")),
+        _metadata_value(item.get("core-metadata", item.get("dist-info-metadata", False)))))
 
 
 class _Anchors(HTMLParser):
@@ -171,10 +249,10 @@ def _parse_html(text: str, page_url: str, name: str) -> Project:
             requires_python=attrs.get("data-requires-python") or None,
             yanked=False if yanked is None else (yanked or True),
             core_metadata=False if metadata is None else _metadata_value(metadata)))
-    return Project(name, tuple(files), _versions(files))
+    return Project(name, _versions(files), page_url, parsed=tuple(files))
 
 
-def _versions(files: list[File]) -> tuple[str, ...]:
+def _versions(files: Iterable[File]) -> tuple[str, ...]:
     """PEP 700 versions, for upstreams that do not list them: from the file names."""
     return tuple(sorted({v for f in files if (v := file_version(f.filename))}))
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
 
 import orjson
 
-from .model import File, Project, normalize
+from .model import PLAIN_NAME, File, Project, json_file, normalize
 
 API_VERSION = "1.1"
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -26,8 +28,23 @@ _FORMATS = {"json": JSON, "html": HTML, "text/html": TEXT_HTML, JSON: JSON, HTML
 _ANCHOR = re.compile(rb"<a\b[^>]*>([^<]*)</a>", re.IGNORECASE)
 _JSON_NAME = re.compile(rb'"name"\s*:\s*"([^"\\]*)"')
 
-# A file as rendered: (relative URL with no fragment, metadata to announce or None).
-Link = Callable[[File], tuple[str, "bool | dict[str, str] | None"]]
+
+@dataclass(frozen=True)
+class Links:
+    """Where a page links its files (``<base><id>/<filename>``), and the ids of cached wheels
+    whose metadata Vault announces because it can extract it."""
+
+    base: str  # the project's files URL, relative or absolute, ending in '/'
+    extractable: frozenset[str] = frozenset()
+
+    def url(self, file_id: str, filename: str) -> str:
+        return f"{self.base}{file_id}/{filename if PLAIN_NAME(filename) else quote(filename)}"
+
+    def __call__(self, f: File) -> tuple[str, bool | dict[str, str] | None]:
+        """A file as rendered: its URL (no fragment) and the metadata to announce, or None."""
+        file_id = f.id
+        metadata = f.core_metadata or (file_id in self.extractable) or None
+        return self.url(file_id, f.filename), metadata
 
 
 def choose(accept: str | None, format_param: str | None) -> str | None:
@@ -57,13 +74,13 @@ def choose(accept: str | None, format_param: str | None) -> str | None:
     return best
 
 
-def project_html(project: Project, link: Link) -> bytes:
+def project_html(project: Project, links: Links) -> bytes:
     lines = ["<!DOCTYPE html>", "<html>", "<head>",
              f'<meta name="pypi:repository-version" content="{API_VERSION}">',
              f"<title>Links for {html.escape(project.name)}</title>", "</head>", "<body>",
              f"<h1>Links for {html.escape(project.name)}</h1>"]
     for f in project.files:
-        url, metadata = link(f)
+        url, metadata = links(f)
         attrs = [f'href="{html.escape(url + _fragment(f))}"']
         if f.requires_python:
             attrs.append(f'data-requires-python="{html.escape(f.requires_python)}"')
@@ -78,24 +95,46 @@ def project_html(project: Project, link: Link) -> bytes:
     return "\n".join(lines).encode()
 
 
-def project_json(project: Project, link: Link) -> bytes:
-    files = []
-    for f in project.files:
-        url, metadata = link(f)
-        item: dict[str, object] = {"filename": f.filename, "url": url, "hashes": f.hashes}
-        if f.requires_python:
-            item["requires-python"] = f.requires_python
-        item["yanked"] = f.yanked
-        if f.size is not None:
-            item["size"] = f.size
-        if f.upload_time:
-            item["upload-time"] = f.upload_time
-        if metadata:
-            item["core-metadata"] = item["dist-info-metadata"] = metadata
-        files.append(item)
+def project_json(project: Project, links: Links) -> bytes:
+    if project.parsed is not None:
+        files = [_file_entry(f, links) for f in project.files]
+    else:  # a JSON page: its plain entries are rendered as they are, with Vault's URL
+        files = []
+        for item, file_id in zip(project.items, project.plain):
+            if file_id is not None:  # as PyPI gave it; nulls and key order may differ
+                entry = {**item, "url": links.url(file_id, item["filename"])}
+                metadata = item.get("core-metadata") or (file_id in links.extractable)
+                if metadata:  # both names (PEP 714), as for any other file
+                    entry["core-metadata"] = entry["dist-info-metadata"] = metadata
+                files.append(entry)
+            elif (f := json_file(item, project.page_url)) is not None:
+                files.append(_file_entry(f, links))
     doc = {"meta": {"api-version": API_VERSION}, "name": project.name,
            "versions": list(project.versions), "files": files}
     return orjson.dumps(doc)
+
+
+def _file_entry(f: File, links: Links) -> dict[str, object]:
+    url, metadata = links(f)
+    return _entry(f.filename, url, f.hashes, f.requires_python, f.yanked, f.size, f.upload_time,
+                  metadata)
+
+
+def _entry(filename: str, url: str, hashes: dict[str, str], python: str | None,
+           yanked: bool | str, size: int | None, uploaded: str | None,
+           metadata: bool | dict[str, str] | None) -> dict[str, object]:
+    """One file of a JSON page (PEP 691), whether from a ``File`` or a plain entry."""
+    item: dict[str, object] = {"filename": filename, "url": url, "hashes": hashes}
+    if python:
+        item["requires-python"] = python
+    item["yanked"] = yanked
+    if size is not None:
+        item["size"] = size
+    if uploaded:
+        item["upload-time"] = uploaded
+    if metadata:
+        item["core-metadata"] = item["dist-info-metadata"] = metadata
+    return item
 
 
 def _fragment(f: File) -> str:
