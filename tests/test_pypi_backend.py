@@ -93,6 +93,8 @@ def test_plain_json_entries_render_as_their_full_parse_does():
         assert fast.files == slow.files and fast.versions == slow.versions
         assert len(fast.files) == len(doc["files"]) - 1  # ".." is never linked
         assert project.file("a-2.3.tar.gz") == full.file("a-2.3.tar.gz") is not None
+    assert (list(project.ids_without_metadata())
+            == [f.id for f in full.files if not f.core_metadata] != [])
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from html.parser import HTMLParser
@@ -62,8 +62,8 @@ class File(NamedTuple):
 class Project:
     """A parsed page. A JSON page keeps the entries orjson parsed, with the id of each that
     has PyPI's plain shape (``plain_id``): rendering JSON from those needs no ``File`` at all,
-    and building 15,000 of them (pydantic-core) was most of a cold page's CPU. ``files`` is
-    built when something needs it (HTML, a cached wheel's metadata), once."""
+    and building 15,000 of them (pydantic-core) was most of a cold page's CPU. A ``File`` is
+    built when something needs it: a file request, an HTML rendering."""
 
     name: str
     versions: tuple[str, ...]
@@ -72,11 +72,26 @@ class Project:
     plain: tuple[str | None, ...] = ()  # per item: its id if it has the plain shape
     parsed: tuple[File, ...] | None = None  # HTML pages: their files
 
-    @cached_property
+    @property
     def files(self) -> tuple[File, ...]:
+        """Every file, built anew for a JSON page: only an HTML rendering (itself remembered)
+        needs them all, and keeping them too would double a large page's memory."""
         if self.parsed is not None:
             return self.parsed
         return tuple(f for item in self.items if (f := json_file(item, self.page_url)))
+
+    def ids_without_metadata(self) -> Iterator[str]:
+        """Ids of the files whose metadata the upstream does not serve."""
+        if self.parsed is not None:
+            yield from (f.id for f in self.parsed if not f.core_metadata)
+            return
+        for item, file_id in zip(self.items, self.plain):
+            if file_id is None:
+                f = json_file(item, self.page_url)
+                if f is not None and not f.core_metadata:
+                    yield f.id
+            elif not item.get("core-metadata"):
+                yield file_id
 
     @cached_property
     def _positions(self) -> dict[str, int]:
