@@ -115,23 +115,16 @@ def project_json(project: Project, links: Links) -> bytes:
 
 
 def _file_entry(f: File, links: Links) -> dict[str, object]:
+    """One file of a JSON page (PEP 691), from its ``File``."""
     url, metadata = links(f)
-    return _entry(f.filename, url, f.hashes, f.requires_python, f.yanked, f.size, f.upload_time,
-                  metadata)
-
-
-def _entry(filename: str, url: str, hashes: dict[str, str], python: str | None,
-           yanked: bool | str, size: int | None, uploaded: str | None,
-           metadata: bool | dict[str, str] | None) -> dict[str, object]:
-    """One file of a JSON page (PEP 691), whether from a ``File`` or a plain entry."""
-    item: dict[str, object] = {"filename": filename, "url": url, "hashes": hashes}
-    if python:
-        item["requires-python"] = python
-    item["yanked"] = yanked
-    if size is not None:
-        item["size"] = size
-    if uploaded:
-        item["upload-time"] = uploaded
+    item: dict[str, object] = {"filename": f.filename, "url": url, "hashes": f.hashes}
+    if f.requires_python:
+        item["requires-python"] = f.requires_python
+    item["yanked"] = f.yanked
+    if f.size is not None:
+        item["size"] = f.size
+    if f.upload_time:
+        item["upload-time"] = f.upload_time
     if metadata:
         item["core-metadata"] = item["dist-info-metadata"] = metadata
     return item
