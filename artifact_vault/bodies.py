@@ -29,6 +29,12 @@ class FileBody:
         self.on_close()
 
 
+# A body held in memory goes to waitress in pieces of at most this: waitress copies what it is
+# given into its output buffer, and a buffer past outbuf_overflow (server.py) is moved to a
+# temp file, so a large project page (6.5 MB) was written to disk and read back to be sent.
+_PIECE = 1024 * 1024
+
+
 def wrap_body(body: Iterable[bytes],
                finished: Callable[[int], None]) -> Iterable[bytes]:
     if isinstance(body, FileBody):
@@ -36,7 +42,10 @@ def wrap_body(body: Iterable[bytes],
         body.on_close = lambda: finished(length)
         return body.wrapper(body, 256 * 1024)
     if isinstance(body, list) and len(body) == 1:
-        return Whole(body[0], finished)
+        data = body[0]
+        if len(data) <= _PIECE:
+            return Whole(data, finished)
+        body = (data[i:i + _PIECE] for i in range(0, len(data), _PIECE))
     return _CountingBody(body, finished)
 
 

@@ -151,3 +151,19 @@ def test_a_tls_handshake_on_the_plain_port_is_refused_at_once(upstream, make_vau
     with socket.create_connection((host, int(port)), timeout=5) as s:
         s.sendall(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"\x00" * 40)
         assert s.recv(100) == b""  # closed without waiting for a request line
+
+
+def test_a_large_body_in_memory_reaches_the_server_in_pieces_and_is_counted_once():
+    """waitress moves an output buffer past outbuf_overflow (4 MiB) to a temp file: a large
+    project page handed over whole was written to disk and read back to be sent."""
+    from artifact_vault.bodies import Whole, wrap_body
+
+    sizes: list[int] = []
+    page = bytes(range(256)) * (3 * 4096 + 1)  # 3 MiB and 256 bytes
+    body = wrap_body([page], sizes.append)
+    pieces = list(body)
+    body.close()
+    assert b"".join(pieces) == page and max(map(len, pieces)) <= 1024 * 1024
+    assert sizes == [len(page)]
+    small = wrap_body([b"small"], sizes.append)
+    assert isinstance(small, Whole)  # sent without a Python call per piece
