@@ -43,6 +43,7 @@ CREATE INDEX IF NOT EXISTS entries_backend ON entries (backend, size);
 CREATE INDEX IF NOT EXISTS entries_hits ON entries (hits);
 """
 _TOUCH_FLUSH_SECONDS = 5.0
+_READER_CACHE_KIB = 256
 # Lookups are remembered this long: a hot key is read from SQLite once a second, not once per
 # request. Writes through this Index forget the key at once; another process's writes (the
 # CLI) are seen within this time.
@@ -124,6 +125,9 @@ class Index:
         except queue.Empty:
             db = _connect(self.path)
             db.execute("PRAGMA query_only = ON")
+            # Point lookups touch a few pages each, and the OS caches the file: a reader needs
+            # no 2 MiB page cache of its own, and there may be one per server thread.
+            db.execute(f"PRAGMA cache_size = -{_READER_CACHE_KIB}")
         try:
             yield db
         finally:
@@ -187,15 +191,15 @@ class Index:
                 self._touched.pop(key, None)
             self._forget(key)
 
-    # Running totals, so the evictor (once per fill) need not sum the whole table. Callers
-    # hold the lock. Another process's writes (the CLI) are caught by a periodic recount.
-
     def _forget(self, key: str) -> None:
-        """After a write: the key's remembered lookup is out of date, and so is
-        any lookup that read the database before this write."""
+        """After a write: the key's remembered lookup is out of date, and so is any lookup
+        that read the database before this write."""
         with self._recent_lock:
             self._recent.pop(key, None)
             self._writes += 1
+
+    # Running totals, so the evictor (once per fill) need not sum the whole table. Callers
+    # hold the lock. Another process's writes (the CLI) are caught by a periodic recount.
 
     def _row_blob(self, key: str) -> tuple[str | None, int] | None:
         row = self._db.execute("SELECT digest, size FROM entries WHERE key = ?", (key,)).fetchone()
