@@ -134,8 +134,14 @@ class Cache:
         with self._lock:
             return len(self._fills)
 
-    def get(self, backend: str, key: str, policy: Policy, fetch: Fetch) -> Served:
-        """Serve ``key`` from the cache, fetching it with ``fetch`` if needed."""
+    def get(self, backend: str, key: str, policy: Policy, fetch: Fetch, *,
+            wait_commit: bool = True) -> Served:
+        """Serve ``key`` from the cache, fetching it with ``fetch`` if needed.
+
+        ``wait_commit``: a fill found already verified is waited for until it is committed
+        and served from its blob (a few ms for most bodies); False: the request that started
+        the fill is served from it as it is (``get_complete(committed=False)``: a small page
+        is often verified before its own request gets here, and must not wait for the fsync)."""
         now = time.time()
         entry = self.index.get(key)
         if entry is not None and entry.status != 200:
@@ -153,7 +159,7 @@ class Cache:
         if policy.offline:
             raise OfflineMiss(f"offline mode is on and {key} is not cached")
         try:
-            served = self._join(backend, key, policy, fetch, entry)
+            served = self._join(backend, key, policy, fetch, entry, wait_commit)
             if entry is not None and served.fill is not None:
                 return self._replaced(key, served)
             return served
@@ -189,7 +195,7 @@ class Cache:
         path). Otherwise return once it is verified, its fsync and commit still running: a
         PyPI page the ``check`` has already parsed is answered that much sooner (tens of ms
         per page while wheels are being written), and its body reads from the fill."""
-        served = self.get(backend, key, policy, fetch)
+        served = self.get(backend, key, policy, fetch, wait_commit=committed)
         if served.fill is None:
             return served
         served.discard()  # read from the committed entry below (or anew from the fill)
@@ -231,7 +237,7 @@ class Cache:
         return True
 
     def _join(self, backend: str, key: str, policy: Policy, fetch: Fetch,
-              stale: Entry | None) -> Served:
+              stale: Entry | None, wait_commit: bool = True) -> Served:
         """Wait for the fill of ``key``, starting it if no one has yet."""
         with self._lock:
             fill = self._fills.get(key)
@@ -245,7 +251,9 @@ class Cache:
                                  daemon=True,
                                  args=(self._run, fill, backend, policy, fetch, stale)).start()
         head = fill.wait_head()
-        if not isinstance(head, Entry) and fill.committing:  # a few ms from a HIT: wait
+        # Verified already: a few ms from a HIT, so wait, unless this request started the
+        # fill and must not wait for its fsync (get_complete(committed=False)).
+        if (wait_commit or not start) and not isinstance(head, Entry) and fill.committing:
             fill.release()
             fill.wait_done()
             if fill.entry is None:
