@@ -21,7 +21,8 @@ from . import bundle, maintenance
 from .cache.blobs import BlobStore
 from .cache.index import Index
 from .catalog import Catalog
-from .config import Config, parse_duration, parse_size
+from .config import Config
+from .config_values import parse_duration, parse_size
 from .errors import ConfigError
 from .progress import Progress, human_bytes
 

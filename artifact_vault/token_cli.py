@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from .auth import hash_token, new_token, read_tokens_file, write_tokens_file
-from .config import AUTH_SCOPES, TokenSpec, build, config_path, load_config
+from .config import AUTH_SCOPES, TokenSpec, config_path, load_config
+from .config_values import build
 from .errors import ConfigError
 
 

@@ -22,7 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from . import __version__
-from .config import HttpUrl, PositiveInt, SecretStr, Timeout, TimeoutSpec
+from .config_values import HttpUrl, PositiveInt, SecretStr, Timeout, TimeoutSpec
 from .errors import UpstreamError, UpstreamNotFound, UpstreamRateLimited, UpstreamTimeout
 from .upstream_body import UpstreamResponse
 from .upstream_state import ConnectionLimit

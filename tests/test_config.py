@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from artifact_vault.config import ConfigError, load_config, parse_config, parse_duration, parse_size
+from artifact_vault.config import ConfigError, load_config, parse_config
+from artifact_vault.config_values import parse_duration, parse_size
 
 from .conftest import ROOT
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import responses
 
-from artifact_vault.config import build
+from artifact_vault.config_values import build
 from artifact_vault.errors import UpstreamError, UpstreamNotFound
 from artifact_vault.metrics import Metrics
 from artifact_vault.upstream import Upstream, UpstreamSettings

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 from ..cache import Policy
-from ..config import BackendSpec, Duration
+from ..config import BackendSpec
+from ..config_values import Duration
 from ..errors import MethodNotAllowed
 from ..exchange import Reply, Request
 from ..upstream import Upstream, UpstreamResponse, UpstreamSettings

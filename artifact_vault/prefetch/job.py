@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import build
+from ..config_values import build
 from ..errors import ConfigError
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from ...cache import Answer, Fetch, Fetched, Policy, Served
-from ...config import (BackendSpec, Duration, HttpUrl, PositiveInt, SecretStr, Timeout,
-                       TimeoutSpec)
+from ...config import BackendSpec
+from ...config_values import Duration, HttpUrl, PositiveInt, SecretStr, Timeout, TimeoutSpec
 from ...errors import (ConfigError, MethodNotAllowed, NotFound, OfflineMiss, UpstreamError,
                        UpstreamNotFound)
 from ...exchange import Reply, Request

@@ -23,7 +23,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 from ...cache import Answer, Policy
-from ...config import BackendSpec, Duration, HttpUrl, Size
+from ...config import BackendSpec
+from ...config_values import Duration, HttpUrl, Size
 from ...errors import BadRequest, MethodNotAllowed, NotFound, UpstreamError, VaultError
 from ...exchange import PREFETCH_HEADER, Reply, Request
 from ...upstream import Upstream, UpstreamResponse, UpstreamSettings
