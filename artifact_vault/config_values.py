@@ -127,7 +127,8 @@ def convert(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping of names to values")
         vtype = typing.get_args(tp)[1]
-        return types.MappingProxyType({str(k): convert(vtype, v, f"{key}.{k}") for k, v in value.items()})
+        return types.MappingProxyType({str(k): convert(vtype, v, f"{key}.{k}")
+                                       for k, v in value.items()})
     if dataclasses.is_dataclass(tp):
         return build(tp, value, key)
     if tp is Any:

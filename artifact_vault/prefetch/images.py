@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 from ..backends.registry import oci
-from ..backends.registry.oci import INDEXES, MANIFEST_ACCEPT
 from .local import FAILED, FetchFailed, Outcome
 from .runner import Runner
 
@@ -47,7 +46,7 @@ def prefetch_image(runner: Runner, ref: str, platforms: tuple[str, ...]) -> None
     top = _manifest(runner, ref, name, reference)
     if top is None:
         return
-    if top.get("mediaType") in INDEXES or "manifests" in top:
+    if top.get("mediaType") in oci.INDEXES or "manifests" in top:
         children = [d for d in top.get("manifests", []) if wanted(d, platforms)]
         if not children:
             runner.outcomes.add(Outcome(ref, FAILED, reason=(
@@ -66,7 +65,7 @@ def _manifest(runner: Runner, item: str, name: str, reference: str) -> dict | No
     runner.progress.add()
     try:
         body = runner.client.get(item, f"/v2/{name}/manifests/{reference}",
-                                 {"Accept": MANIFEST_ACCEPT}, keep=True)
+                                 {"Accept": oci.MANIFEST_ACCEPT}, keep=True)
         doc = json.loads(body)
         if not isinstance(doc, dict):
             raise ValueError("not a JSON object")

@@ -113,7 +113,8 @@ class Client:
         size = 0
         kept: list[bytes] = []
         try:
-            with self._session.get(self.base_url + path, headers={**(headers or {}), PREFETCH_HEADER: "1"},
+            with self._session.get(self.base_url + path,
+                                   headers={**(headers or {}), PREFETCH_HEADER: "1"},
                                    stream=True, timeout=(10, 300)) as resp:
                 if resp.status_code != 200:
                     raise FetchFailed(f"HTTP {resp.status_code}: {_reason(resp)}")
