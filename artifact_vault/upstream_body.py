@@ -75,7 +75,7 @@ class UpstreamResponse:
     def __init__(self, resp: requests.Response, host: str,
                  failed: Callable[[str], None] = lambda _: None) -> None:
         self._resp = resp
-        self._host = host
+        self.host = host
         self._failed = failed  # told about a body that broke off
         self.status = resp.status_code
         self.headers = resp.headers
@@ -117,19 +117,19 @@ class UpstreamResponse:
                 if self._decode:
                     decoded += len(chunk)
                     if decoded > _DECODED_MAX:  # a few KB of gzip can expand to gigabytes
-                        self._failed(f"upstream {self._host} sent a body that expands too far")
-                        raise UpstreamError(f"upstream {self._host} sent a compressed body that "
+                        self._failed(f"upstream {self.host} sent a body that expands too far")
+                        raise UpstreamError(f"upstream {self.host} sent a compressed body that "
                                             f"expands past {_DECODED_MAX >> 20} MiB",
-                                            upstream=self._host)
+                                            upstream=self.host)
                 yield chunk
         except (urllib3.exceptions.ReadTimeoutError, requests.Timeout) as exc:
-            self._failed(f"upstream {self._host} stalled mid-body")
-            raise UpstreamTimeout(f"upstream {self._host} stalled mid-body",
-                                  upstream=self._host) from exc
+            self._failed(f"upstream {self.host} stalled mid-body")
+            raise UpstreamTimeout(f"upstream {self.host} stalled mid-body",
+                                  upstream=self.host) from exc
         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-            message = f"upstream {self._host} broke off mid-body ({type(exc).__name__})"
+            message = f"upstream {self.host} broke off mid-body ({type(exc).__name__})"
             self._failed(message)
-            raise UpstreamError(message, upstream=self._host) from exc
+            raise UpstreamError(message, upstream=self.host) from exc
         finally:
             self._release()
 

@@ -22,6 +22,7 @@ DIGEST = hashlib.sha256(BODY).hexdigest()
 class Scripted:
     def __init__(self, body: bytes, announce: int | None = None) -> None:
         self.status = 200
+        self.host = "scripted"
         self.headers = CaseInsensitiveDict({"content-length": str(announce or len(body))})
         self._body = body
 
@@ -64,6 +65,15 @@ def test_a_digest_mismatch_breaks_the_transfer_and_keeps_nothing(cache):
     assert cache.index.get("k") is None
     assert list(cache.blobs.tmp_dir.iterdir()) == []
     assert not cache.blobs.has(DIGEST, len(BODY))
+
+
+def test_a_mismatch_found_before_the_answer_starts_names_the_upstream(cache):
+    """A small body may be fetched and checked before its request gets an answer: the client
+    then gets a 502 whose body is this message, and it must say who sent the bad bytes."""
+    with pytest.raises(IntegrityError) as raised:
+        cache.get_complete("b", "k", Policy(digest="0" * 64), lambda v: Scripted(BODY))
+    assert raised.value.upstream == "scripted"
+    assert "upstream scripted sent a body of sha256" in raised.value.message
 
 
 def test_a_size_different_from_the_expected_one_is_refused_before_any_body(cache):

@@ -75,19 +75,19 @@ class Download:
                 fill.finished(dataclasses.replace(stale, headers=headers, fresh_until=fresh_until))
                 return
             if resp.status != 200:
-                raise UpstreamError(f"upstream answered {resp.status} for {fill.key}",
-                                    upstream_status=resp.status)
+                raise UpstreamError(f"upstream {resp.host} answered {resp.status} for {fill.key}",
+                                    upstream=resp.host, upstream_status=resp.status)
             size = content_length(resp.headers)
             if policy.size is not None and size is not None and size != policy.size:
-                raise IntegrityError(f"upstream size {size} for {fill.key} is not the expected "
-                                     f"{policy.size}")
+                raise IntegrityError(f"upstream {resp.host} announced {size} bytes for {fill.key}, "
+                                     f"not the expected {policy.size}", upstream=resp.host)
             if size is not None and not self._evictor.make_room(size):
                 raise NoRoom()
             headers = kept_headers(resp.headers)
             digest, written, kept = self._write(fill, resp, backend, FillHead(size, headers))
         finally:
             resp.close()
-        self._verify(fill, policy, size, digest, written, headers)
+        self._verify(fill, policy, size, digest, written, headers, resp.host)
         if kept and policy.check is not None:
             try:
                 policy.check(fill.temp, headers, digest)
@@ -173,22 +173,24 @@ class Download:
             return False
 
     def _verify(self, fill: Fill, policy: Policy, size: int | None, digest: str,
-                written: int, headers: Mapping[str, str]) -> None:
-        """Raise IntegrityError (and drop the temp file) unless length and digest check out."""
+                written: int, headers: Mapping[str, str], host: str) -> None:
+        """Raise IntegrityError (and drop the temp file) unless length and digest check out.
+        The message names the upstream: a client may get it as a 502 body."""
         problem = None
         announced = headers.get(policy.digest_header or "", "")
         if size is not None and written != size:
-            problem = f"upstream sent {written} bytes of the {size} it announced"
+            problem = f"upstream {host} sent {written} bytes of the {size} it announced"
         elif policy.size is not None and written != policy.size:
-            problem = f"upstream sent {written} bytes, expected {policy.size}"
+            problem = f"upstream {host} sent {written} bytes, expected {policy.size}"
         elif policy.digest is not None and digest != policy.digest:
-            problem = f"sha256 {digest} does not match the expected {policy.digest}"
+            problem = (f"upstream {host} sent a body of sha256 {digest}, not the expected "
+                       f"{policy.digest}")
         elif announced.startswith("sha256:") and announced != f"sha256:{digest}":
-            problem = f"sha256 {digest} does not match the upstream's {announced}"
+            problem = f"upstream {host} sent a body of sha256 {digest}, not its own {announced}"
         if problem:
             fill.temp.unlink(missing_ok=True)
             log.error("not caching %s: %s", fill.key, problem)
-            raise IntegrityError(f"{fill.key}: {problem}")
+            raise IntegrityError(f"{fill.key}: {problem}", upstream=host)
 
     def _remember_missing(self, backend: str, key: str) -> None:
         now = time.time()

@@ -24,6 +24,7 @@ class Fetched(Protocol):
 
     status: int
     headers: Mapping[str, str]
+    host: str  # who answered, for error messages: "which upstream failed"
 
     def chunks(self) -> Iterator[bytes]: ...
 
@@ -39,8 +40,10 @@ class Answer:
     """A ``Fetched`` that Vault made itself: a 304 from a cheaper check (a registry HEAD), or
     bytes it derived (metadata read out of a cached wheel)."""
 
-    def __init__(self, status: int = 200, body: bytes = b"", content_type: str | None = None) -> None:
+    def __init__(self, status: int = 200, body: bytes = b"", content_type: str | None = None,
+                 host: str = "vault") -> None:
         self.status = status
+        self.host = host
         self._body = body
         self.headers: Mapping[str, str] = CaseInsensitiveDict({"content-length": str(len(body))})
         if content_type:
