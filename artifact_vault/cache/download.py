@@ -183,10 +183,11 @@ class Download:
         elif policy.size is not None and written != policy.size:
             problem = f"upstream {host} sent {written} bytes, expected {policy.size}"
         elif policy.digest is not None and digest != policy.digest:
-            problem = (f"upstream {host} sent a body of sha256 {digest}, not the expected "
-                       f"{policy.digest}")
+            problem = (f"upstream {host} sent a body of sha256 {digest}, which does not match "
+                       f"the expected {policy.digest}")
         elif announced.startswith("sha256:") and announced != f"sha256:{digest}":
-            problem = f"upstream {host} sent a body of sha256 {digest}, not its own {announced}"
+            problem = (f"upstream {host} sent a body of sha256 {digest}, which does not match "
+                       f"its own {announced}")
         if problem:
             fill.temp.unlink(missing_ok=True)
             log.error("not caching %s: %s", fill.key, problem)
