@@ -104,7 +104,7 @@ pypi_pages = st.one_of(
                          "requires-python"]), json_values, max_size=7), max_size=4)}).map(
         lambda v: json.dumps(v).encode()),
     st.lists(st.fixed_dictionaries({"url": _FILE_URLS, "filename": _FILE_NAMES, "hashes": st.one_of(
-        st.just({}),  # with a sha256 the entry may take the plain path (render.project_json)
+        st.just({}),  # well-formed pages take the decoder path (model._decoded)
         st.fixed_dictionaries({"sha256": st.from_regex(r"[0-9a-f]{64}", fullmatch=True)}))}),
         max_size=4).map(
         lambda files: json.dumps({"meta": {"api-version": "1.1"}, "files": files}).encode()),

@@ -6,10 +6,11 @@ import hashlib
 import json
 from urllib.parse import urljoin
 
+import msgspec
 import pytest
 import requests
 
-from artifact_vault.backends.pypi import render
+from artifact_vault.backends.pypi import model, render
 from artifact_vault.backends.pypi.model import parse_page
 
 from .pypi_index import Index, sdist, wheel
@@ -55,11 +56,9 @@ def test_json_pages_parse_size_upload_time_and_yanked_true():
     assert f.core_metadata == {"sha256": "aa"}
 
 
-def test_plain_json_entries_render_as_their_full_parse_does():
-    """Entries of PyPI's shape are rendered straight from the parsed JSON (no ``File``);
-    every other entry takes the full parse. Both must tell a client the same thing."""
-    import dataclasses
-
+def test_a_page_decoded_in_c_is_the_page_the_full_parse_reads():
+    """A JSON page is decoded straight into ``File``s when the decoder's checks suffice, and
+    left to the full parse when some entry needs more. Both must give the same model."""
     sha = "ab" * 32
     plain = [
         {"filename": "a-1.0.tar.gz", "url": "https://files.test/a-1.0.tar.gz",
@@ -67,34 +66,55 @@ def test_plain_json_entries_render_as_their_full_parse_does():
          "upload-time": "2024-01-01T00:00:00Z"},
         {"filename": "a-1.0-py3-none-any.whl", "url": "https://files.test/w.whl",
          "hashes": {"sha256": "cd" * 32}, "requires-python": None, "yanked": "broken",
-         "size": 7, "upload-time": None, "core-metadata": {"sha256": "ef" * 32}},
-        {"filename": "a-1.1.tar.gz", "url": "https://files.test/a-1.1.tar.gz",
-         "hashes": {"sha256": "01" * 32}, "yanked": True, "core-metadata": True},
+         "size": 7, "upload-time": None, "core-metadata": {"sha256": "ef" * 32},
+         "data-dist-info-metadata": {"sha256": "ef" * 32}, "provenance": None},
+        {"filename": "a-1.1.tar.gz", "url": "http://files.test/a-1.1.tar.gz",
+         "hashes": {}, "yanked": True, "core-metadata": True, "gpg-sig": False},
         {"filename": "a-1.2.tar.gz", "url": "https://files.test/a-1.2.tar.gz",
-         "hashes": {"sha256": "23" * 32}, "core-metadata": False}]
-    other = [  # each differs from the plain shape in one way
-        {"filename": "a-2.0.tar.gz", "url": "rel/a-2.0.tar.gz", "hashes": {"sha256": "AB" * 32}},
-        {"filename": "a 2.1.tar.gz", "url": "https://files.test/x", "hashes": {"sha256": sha}},
-        {"filename": "a-2.2.tar.gz", "url": "https://files.test/y", "hashes": {}},
+         "hashes": {"sha256": "23" * 32, "md5": "0f" * 16}, "core-metadata": False}]
+    full_parse_only = [  # each needs the full parse in one way
+        {"filename": "a-2.0.tar.gz", "url": "rel/a-2.0.tar.gz", "hashes": {"sha256": sha}},
+        {"filename": "a-2.0.tar.gz", "url": "https://files.test/a#frag", "hashes": {}},
+        {"filename": "a-2.0.tar.gz", "url": "https://files.test/a", "hashes": {"sha256": "AB"}},
+        {"filename": "a/2.1.tar.gz", "url": "https://files.test/x", "hashes": {}},
+        {"filename": "..", "url": "https://files.test/dots", "hashes": {"sha256": sha}},
+        {"filename": "a-2.2.tar.gz", "url": "https://files.test/y"},
         {"filename": "a-2.3.tar.gz", "url": "https://files.test/z", "hashes": {"sha256": sha},
-         "requires-python": ["not", "a", "string"], "size": True, "provenance": None},
-        {"filename": "a-2.4.tar.gz", "url": "https://files.test/v", "hashes": {"sha256": sha},
-         "dist-info-metadata": {"sha256": "EF" * 32}, "yanked": ""},
-        {"filename": "..", "url": "https://files.test/dots", "hashes": {"sha256": sha}}]
-    doc = {"meta": {"api-version": "1.1"}, "name": "a", "versions": ["1.0", "2.0"],
-           "files": [x for pair in zip(plain + plain[:2], other) for x in pair]}
-    project = parse_page(json.dumps(doc).encode(), JSON, "https://index.test/simple/a/", "a")
-    assert sum(i is not None for i in project.plain) == len(plain) + 2  # the fast path ran
-    full = dataclasses.replace(project, parsed=project.files, items=(), plain=())
-    for extractable in (frozenset(), frozenset(["01" * 32, "23" * 32])):
-        links = render.Links("../../files/a/", extractable)
-        fast, slow = (parse_page(render.project_json(p, links), JSON,
-                                 "http://vault/pypi/simple/a/", "a") for p in (project, full))
-        assert fast.files == slow.files and fast.versions == slow.versions
-        assert len(fast.files) == len(doc["files"]) - 1  # ".." is never linked
-        assert project.file("a-2.3.tar.gz") == full.file("a-2.3.tar.gz") is not None
-    assert (list(project.ids_without_metadata())
-            == [f.id for f in full.files if not f.core_metadata] != [])
+         "requires-python": ["not", "a", "string"]},
+        {"filename": "a-2.3.tar.gz", "url": "https://files.test/z", "hashes": {}, "size": True},
+        {"filename": "a-2.3.tar.gz", "url": "https://files.test/z", "hashes": {}, "yanked": ""},
+        {"filename": "a-2.3.tar.gz", "url": "https://files.test/z", "hashes": {},
+         "core-metadata": "true"},
+        {"filename": "a-2.4.tar.gz", "url": "https://files.test/v", "hashes": {},
+         "dist-info-metadata": {"sha256": "EF" * 32}}]
+    page_url = "https://index.test/simple/a/"
+    for extra in [None, *full_parse_only]:
+        for head in ({"name": "a", "versions": ["1.0", "2.0"]}, {}):
+            doc = {"meta": {"api-version": "1.1"}, **head,
+                   "files": plain + ([extra] if extra else [])}
+            body = json.dumps(doc).encode()
+            full = model._parse_json(json.loads(body), page_url, "a")
+            decoded = model._decoded(body, "a")
+            assert (decoded is None) == (extra is not None), extra
+            assert decoded in (None, full)
+            assert parse_page(body, JSON, page_url, "a") == full
+
+
+def test_json_rendering_tells_what_the_model_holds():
+    files = (model.File("a-1.0.tar.gz", "https://files.test/a", {"sha256": "ab" * 32}, ">=3.8",
+                        "broken", 5, "2024-01-01T00:00:00Z", {"sha256": "ef" * 32}),
+             model.File("a 1.1.tar.gz", "https://files.test/b", {}),
+             model.File("a-1.2-py3-none-any.whl", "https://files.test/c", {"sha256": "cd" * 32}))
+    project = model.Project("a", ("1.0",), files)
+    links = render.Links("http://vault/pypi/files/a/", frozenset(["cd" * 32]))
+    back = parse_page(render.project_json(project, links), JSON, "http://vault/pypi/simple/a/", "a")
+    assert back.files == tuple(
+        msgspec.structs.replace(f, url=links(f)[0], core_metadata=links(f)[1] or False)
+        for f in files)
+    doc = json.loads(render.project_json(project, links))
+    assert doc["files"][1] == {"filename": "a 1.1.tar.gz", "hashes": {}, "yanked": False,
+                               "url": links.url(files[1].id, "a 1.1.tar.gz")}
+    assert doc["files"][2]["dist-info-metadata"] == doc["files"][2]["core-metadata"] is True
 
 
 @pytest.fixture

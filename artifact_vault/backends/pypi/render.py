@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
-import orjson
+import msgspec
 
-from .model import PLAIN_NAME, File, Project, json_file, normalize
+from .model import PLAIN_NAME, File, Project, normalize
 
 API_VERSION = "1.1"
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -27,6 +27,7 @@ _OFFERS = {JSON: JSON, HTML: HTML, TEXT_HTML: TEXT_HTML,
 _FORMATS = {"json": JSON, "html": HTML, "text/html": TEXT_HTML, JSON: JSON, HTML: HTML}
 _ANCHOR = re.compile(rb"<a\b[^>]*>([^<]*)</a>", re.IGNORECASE)
 _JSON_NAME = re.compile(rb'"name"\s*:\s*"([^"\\]*)"')
+_ENCODE = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True)
@@ -95,39 +96,31 @@ def project_html(project: Project, links: Links) -> bytes:
     return "\n".join(lines).encode()
 
 
+class _JsonFile(msgspec.Struct, omit_defaults=True, gc=False):
+    """A file of a JSON page (PEP 691) as Vault writes it; a field at its default is left out."""
+
+    filename: str
+    url: str
+    hashes: dict[str, str]
+    yanked: bool | str
+    requires_python: str | None = msgspec.field(default=None, name="requires-python")
+    size: int | None = None
+    upload_time: str | None = msgspec.field(default=None, name="upload-time")
+    # both names (PEP 714): clients older than it read only the first
+    dist_info_metadata: bool | dict[str, str] = msgspec.field(default=False,
+                                                              name="dist-info-metadata")
+    core_metadata: bool | dict[str, str] = msgspec.field(default=False, name="core-metadata")
+
+
 def project_json(project: Project, links: Links) -> bytes:
-    if project.parsed is not None:
-        files = [_file_entry(f, links) for f in project.files]
-    else:  # a JSON page: its plain entries are rendered as they are, with Vault's URL
-        files = []
-        for item, file_id in zip(project.items, project.plain):
-            if file_id is not None:  # as PyPI gave it; nulls and key order may differ
-                entry = {**item, "url": links.url(file_id, item["filename"])}
-                metadata = item.get("core-metadata") or (file_id in links.extractable)
-                if metadata:  # both names (PEP 714), as for any other file
-                    entry["core-metadata"] = entry["dist-info-metadata"] = metadata
-                files.append(entry)
-            elif (f := json_file(item, project.page_url)) is not None:
-                files.append(_file_entry(f, links))
-    doc = {"meta": {"api-version": API_VERSION}, "name": project.name,
-           "versions": list(project.versions), "files": files}
-    return orjson.dumps(doc)
-
-
-def _file_entry(f: File, links: Links) -> dict[str, object]:
-    """One file of a JSON page (PEP 691), from its ``File``."""
-    url, metadata = links(f)
-    item: dict[str, object] = {"filename": f.filename, "url": url, "hashes": f.hashes}
-    if f.requires_python:
-        item["requires-python"] = f.requires_python
-    item["yanked"] = f.yanked
-    if f.size is not None:
-        item["size"] = f.size
-    if f.upload_time:
-        item["upload-time"] = f.upload_time
-    if metadata:
-        item["core-metadata"] = item["dist-info-metadata"] = metadata
-    return item
+    files = []
+    for f in project.files:
+        url, metadata = links(f)
+        metadata = metadata or False
+        files.append(_JsonFile(f.filename, url, f.hashes, f.yanked, f.requires_python, f.size,
+                               f.upload_time, metadata, metadata))
+    return _ENCODE({"meta": {"api-version": API_VERSION}, "name": project.name,
+                    "versions": list(project.versions), "files": files})
 
 
 def _fragment(f: File) -> str:
@@ -176,7 +169,7 @@ def root_json(names: Iterator[str]) -> Iterator[bytes]:
     yield f'{{"meta":{{"api-version":"{API_VERSION}"}},"projects":['.encode()
     batch, first = [], True
     for name in names:
-        batch.append(("" if first else ",") + orjson.dumps({"name": name}).decode())
+        batch.append(("" if first else ",") + _ENCODE({"name": name}).decode())
         first = False
         if len(batch) == 1000:
             yield "".join(batch).encode()
