@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import msgspec
 import requests
 import urllib3
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +29,7 @@ from hypothesis import strategies as st
 
 from artifact_vault.app import App, build_app, safe_path, target_path
 from artifact_vault.auth import OPEN_PATHS, credentials, hash_token
+from artifact_vault.backends.pypi import model
 from artifact_vault.backends.pypi.model import parse_page
 from artifact_vault.backends.registry import oci
 from artifact_vault.backends.registry.auth import parse_challenge
@@ -97,6 +99,28 @@ _FILE_NAMES = st.one_of(st.text(max_size=30), st.sampled_from([
 _FILE_URLS = st.one_of(st.text(max_size=30), st.sampled_from([
     "http://127.0.0.1:1/x.whl", "//127.0.0.1:1/x.whl", "javascript:alert(1)", "../x.whl",
     "/packages/x.whl#sha256=" + "a" * 64, "file:///etc/passwd"]))
+_LOWER_HEX = st.from_regex(r"[0-9a-f]{64}", fullmatch=True)
+_HEX = st.one_of(_LOWER_HEX, st.from_regex(r"[0-9a-fA-F]{64}", fullmatch=True))
+_DECODABLE_FILES = st.fixed_dictionaries(
+    {"url": st.sampled_from(["https://files.test/a.whl", "http://files.test/b/c.tar.gz"]),
+     "filename": st.from_regex(r"[A-Za-z0-9_.~ -]{3,12}", fullmatch=True),
+     "hashes": st.dictionaries(st.sampled_from(["sha256", "md5"]), _LOWER_HEX, max_size=2)},
+    optional={"requires-python": st.one_of(st.none(), st.just(">=3.8")),
+              "upload-time": st.one_of(st.none(), st.just("2024-01-01T00:00:00Z")),
+              "yanked": st.one_of(st.booleans(), st.just("bad")),
+              "size": st.one_of(st.none(), st.integers()),
+              "core-metadata": st.one_of(st.booleans(),
+                                         st.fixed_dictionaries({"sha256": _LOWER_HEX})),
+              "data-dist-info-metadata": st.booleans(), "provenance": st.none()})
+_OFF_DECODABLE_FILES = st.builds(  # one field off what the decoder alone may take
+    lambda entry, off: {**entry, off[0]: off[1]}, _DECODABLE_FILES, st.one_of(
+        st.tuples(st.just("url"), st.one_of(_FILE_URLS, st.just("https://files.test/x#y"))),
+        st.tuples(st.just("filename"), _FILE_NAMES),
+        st.tuples(st.sampled_from(["hashes", "core-metadata", "dist-info-metadata"]),
+                  st.fixed_dictionaries({"sha256": _HEX})),
+        st.tuples(st.sampled_from(["requires-python", "upload-time", "yanked"]),
+                  st.text(max_size=4)),
+        st.tuples(st.sampled_from(["size", "hashes", "core-metadata", "yanked"]), json_values)))
 pypi_pages = st.one_of(
     st.binary(max_size=300), json_values.map(lambda v: json.dumps(v).encode()),
     st.fixed_dictionaries({"files": st.lists(st.dictionaries(
@@ -104,9 +128,13 @@ pypi_pages = st.one_of(
                          "requires-python"]), json_values, max_size=7), max_size=4)}).map(
         lambda v: json.dumps(v).encode()),
     st.lists(st.fixed_dictionaries({"url": _FILE_URLS, "filename": _FILE_NAMES, "hashes": st.one_of(
-        st.just({}),  # well-formed pages take the decoder path (model._decoded)
-        st.fixed_dictionaries({"sha256": st.from_regex(r"[0-9a-f]{64}", fullmatch=True)}))}),
+        st.just({}), st.fixed_dictionaries({"sha256": _HEX}))}),
         max_size=4).map(
+        lambda files: json.dumps({"meta": {"api-version": "1.1"}, "files": files}).encode()),
+    # Entries that the C decoder alone can take (model._decoded), mixed with well-typed ones
+    # that are off it in one field or another: the property checks that path against the
+    # full parse.
+    st.lists(st.one_of(_DECODABLE_FILES, _OFF_DECODABLE_FILES), max_size=4).map(
         lambda files: json.dumps({"meta": {"api-version": "1.1"}, "files": files}).encode()),
     st.lists(st.tuples(_FILE_URLS, _FILE_NAMES)).map(
         lambda links: "".join(f'<a href="{h}" data-yanked="{t}">{t}</a>'
@@ -315,6 +343,8 @@ def properties(target: FuzzTarget, guarded: FuzzTarget,
             return
         for f in project.files:
             assert isinstance(f.url, str) and isinstance(f.filename, str)
+        if "json" in content_type:  # whichever path parsed it, the full parse agrees
+            assert project == model._parse_json(msgspec.json.decode(body), f"{BASE}/simple/x/", "x")
 
     served_pages = itertools.count()
 
