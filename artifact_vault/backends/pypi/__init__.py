@@ -236,7 +236,7 @@ class PypiBackend(BackendBase):
         prefix = self._file_key(name, "", "")[:-1]  # "<backend> file <project>/"
         cached = [key[len(prefix):].split("/", 1) for key in self._cache.index.keys_under(prefix)]
         wheels = {file_id for file_id, filename in cached if filename.endswith(".whl")}
-        found = frozenset(wheels.intersection(project.ids_without_metadata())
+        found = frozenset(wheels.intersection(f.id for f in project.files if not f.core_metadata)
                           ) if wheels else frozenset()
         self._memo.put(memo_key, (now, digest, found), 64 * len(found) + 64)
         return found

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from html.parser import HTMLParser
@@ -61,11 +61,7 @@ class Project:
 
     name: str
     versions: tuple[str, ...]
-    files: tuple[File, ...] = ()
-
-    def ids_without_metadata(self) -> Iterator[str]:
-        """Ids of the files whose metadata the upstream does not serve."""
-        return (f.id for f in self.files if not f.core_metadata)
+    files: tuple[File, ...]
 
     @cached_property
     def _positions(self) -> dict[str, int]:
