@@ -24,6 +24,7 @@ class Route:
     announce: int | None = None  # Content-Length to announce instead of the true one
     reset_at: int | None = None  # drop the connection after this many body bytes
     delay: float = 0.0  # before the response headers
+    hold: threading.Event | None = None  # before the response headers, until set
     trickle: float = 0.0  # between chunks
     chunk: int = 64 * 1024
     gate: threading.Event | None = None  # pause at gate_at bytes until set
@@ -117,6 +118,8 @@ class FakeUpstream:
             return
         if route.delay:
             time.sleep(route.delay)
+        if route.hold is not None:
+            route.hold.wait(30)
         if route.location:
             h.send_response(route.status)
             h.send_header("Location", route.location)

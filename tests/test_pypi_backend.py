@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from urllib.parse import urljoin
 
 import msgspec
@@ -288,6 +289,32 @@ def test_files_are_immutable_verified_and_never_content_encoded(index, make_vaul
                         timeout=10)
     assert part.status_code == 206 and part.content == body[:2]
     assert index.upstream.count("/packages/alpha-1.0.tar.gz") == 1
+
+
+def test_a_head_of_a_cold_file_is_answered_from_the_index_and_starts_its_download(
+        upstream, make_vault):
+    """uv's HEAD before reading a wheel's metadata by ranges is not held up by the upstream;
+    the one download it starts is the one the ranges and the file itself are served from."""
+    dist = wheel("gamma", "1.0", upstream_metadata=False)
+    Index(upstream).add(dist)  # JSON: the page gives each file's size
+    vault = make_vault([pypi(upstream.url)])
+    url = urljoin(f"{vault.url}/pypi/simple/gamma/", page(vault, "gamma/", JSON).json()[
+        "files"][0]["url"])
+    route = upstream.routes["/packages/" + dist.filename]
+    route.hold = threading.Event()  # the upstream has not answered yet
+    head = requests.head(url, timeout=10)
+    assert head.status_code == 200
+    assert head.headers["Content-Length"] == str(len(dist.body))
+    assert head.headers["Accept-Ranges"] == "bytes"
+    assert head.headers["ETag"] == f'"sha256:{dist.sha256}"'
+    route.hold.set()
+    tail = requests.get(url, headers={"Range": "bytes=-100"}, timeout=10)
+    assert tail.status_code == 206 and tail.content == dist.body[-100:]
+    vault.settle()
+    assert upstream.count("/packages/" + dist.filename) == 1
+    full = requests.get(url, timeout=10)
+    assert full.headers["X-Cache"] == "HIT" and full.content == dist.body
+    assert requests.head(url, timeout=10).headers["X-Cache"] == "HIT"
 
 
 def test_a_file_whose_hash_does_not_match_the_index_is_a_broken_transfer(index, make_vault):
