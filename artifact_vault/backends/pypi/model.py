@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from html.parser import HTMLParser
+from typing import Annotated
 from urllib.parse import urldefrag, urljoin
 
 import msgspec
@@ -27,6 +28,9 @@ _HASH = re.compile(r"^(sha256|sha384|sha512|md5|sha1|sha224)=([0-9a-fA-F]+)$")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 # A file name that is its own URL path segment: what quote() leaves as it is.
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_.~-]+").fullmatch
+# A string the full parse reads as absent when empty (a file name: as unservable); the
+# decoder refuses an empty one, and the full parse takes the page.
+_Text = Annotated[str, msgspec.Meta(min_length=1)]
 
 
 class File(msgspec.Struct, frozen=True, gc=False):
@@ -34,13 +38,13 @@ class File(msgspec.Struct, frozen=True, gc=False):
     (``_decoded``): the field names are the JSON keys. Not tracked by the garbage collector:
     a large page has 15,000 (pydantic-core), and no field can hold a cycle."""
 
-    filename: str
+    filename: _Text
     url: str  # absolute upstream URL, fragment removed
     hashes: dict[str, str]
-    requires_python: str | None = msgspec.field(default=None, name="requires-python")
-    yanked: bool | str = False  # True, or the reason as a non-empty string
+    requires_python: _Text | None = msgspec.field(default=None, name="requires-python")
+    yanked: bool | _Text = False  # True, or the reason as a non-empty string
     size: int | None = None
-    upload_time: str | None = msgspec.field(default=None, name="upload-time")
+    upload_time: _Text | None = msgspec.field(default=None, name="upload-time")
     # upstream serves <url>.metadata (PEP 658/714)
     core_metadata: bool | dict[str, str] = msgspec.field(default=False, name="core-metadata")
 
@@ -106,11 +110,11 @@ def _decoded(body: bytes, name: str) -> Project | None:
 
     Parsing into dicts and checking each entry in Python took 105-150 ms of CPU for
     pydantic-core's 15,000 files on the bench machine; this takes 60-90 ms. The decoder checks
-    every type. What it cannot check is looked for over the whole page at once, not per
-    entry: an empty string anywhere (the full parse reads it as absent), the pre-PEP 714
-    metadata key (which it falls back to), a file name that is not one path segment, a URL
+    every type, and refuses the empty strings the full parse reads as absent. What it cannot
+    check is looked for over the whole page at once, not per entry: the pre-PEP 714 metadata
+    key (which the full parse falls back to), a file name that is not one path segment, a URL
     to resolve against the page, upper-case hex (which it lowers)."""
-    if b'""' in body or b'"dist-info-metadata"' in body:
+    if b'"dist-info-metadata"' in body:
         return None
     try:
         page = _PAGE.decode(body)
