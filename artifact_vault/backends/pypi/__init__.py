@@ -289,7 +289,7 @@ class PypiBackend(BackendBase):
                                 "not name", upstream=upstream.host)
         return f, upstream
 
-    def _file(self, project: str, file_id: str, filename: str, method: str = "GET") -> Reply:
+    def _file(self, project: str, file_id: str, filename: str, method: str) -> Reply:
         # The id is the index's sha256 (when it gave one): verification needs no page lookup,
         # and a cached file is served without one.
         digest = file_id if not file_id.startswith("url-") else None
