@@ -82,6 +82,7 @@ class UpstreamResponse:
         self.url = resp.url
         self.permit: Permit | None = None
         self._decode = False
+        self._limit: tuple[int, str] | None = None  # (most bytes, what more would be)
 
     def decoded(self) -> UpstreamResponse:
         """Hand the body over with its Content-Encoding undone, for text Vault parses itself.
@@ -92,6 +93,15 @@ class UpstreamResponse:
                 {k: v for k, v in self.headers.items()
                  if k.lower() not in ("content-encoding", "content-length")})
             self._decode = True
+            self._limit = (_DECODED_MAX,
+                           f"a compressed body that expands past {_DECODED_MAX >> 20} MiB")
+        return self
+
+    def limited(self, most: int, what: str) -> UpstreamResponse:
+        """Break off a body longer than ``most`` bytes as it arrives, as an ``UpstreamError``
+        saying the upstream sent ``what``: for a body whose length no header announced, which
+        nothing else bounds."""
+        self._limit = (most, what)
         return self
 
     def chunks(self) -> Iterator[bytes]:
@@ -105,7 +115,7 @@ class UpstreamResponse:
         raw = self._resp.raw
         ready = _Ready.of(raw)
         try:
-            decoded = 0
+            received = 0
             while chunk := raw.read1(_CHUNK, decode_content=self._decode):
                 if ready is not None and len(chunk) < _GATHER:
                     parts, size = [chunk], len(chunk)
@@ -114,13 +124,12 @@ class UpstreamResponse:
                         parts.append(more)
                         size += len(more)
                     chunk = b"".join(parts) if len(parts) > 1 else chunk
-                if self._decode:
-                    decoded += len(chunk)
-                    if decoded > _DECODED_MAX:  # a few KB of gzip can expand to gigabytes
-                        self._failed(f"upstream {self.host} sent a body that expands too far")
-                        raise UpstreamError(f"upstream {self.host} sent a compressed body that "
-                                            f"expands past {_DECODED_MAX >> 20} MiB",
-                                            upstream=self.host)
+                if self._limit is not None:  # a few KB of gzip can expand to gigabytes
+                    received += len(chunk)
+                    if received > self._limit[0]:
+                        message = f"upstream {self.host} sent {self._limit[1]}"
+                        self._failed(message)
+                        raise UpstreamError(message, upstream=self.host)
                 yield chunk
         except (urllib3.exceptions.ReadTimeoutError, requests.Timeout) as exc:
             self._failed(f"upstream {self.host} stalled mid-body")

@@ -182,13 +182,15 @@ class RegistryBackend(BackendBase):
 
     def _fetch_manifest(self, url: str, scope: str) -> UpstreamResponse:
         resp = self._upstream.get(url, {"Accept": oci.MANIFEST_ACCEPT}, scope=scope)
+        most = self._settings.max_manifest_size
         size = resp.headers.get("content-length", "")
-        if size.isdigit() and int(size) > self._settings.max_manifest_size:
+        if size.isdigit() and int(size) > most:
             resp.close()
             raise UpstreamError(f"manifest at {urlsplit(url).path} is {size} bytes, over the "
-                                f"{self._settings.max_manifest_size} allowed (max_manifest_size)",
+                                f"{most} allowed (max_manifest_size)",
                                 upstream=self._upstream.host)
-        return resp
+        return resp.limited(most, f"a manifest at {urlsplit(url).path} of more than the {most} "
+                                  "bytes allowed (max_manifest_size)")
 
     def _revalidate(self, url: str, scope: str, key: str) -> UpstreamResponse | Answer:
         """Fetch a tag; if a copy is cached, ask with a HEAD first whether it still holds."""
