@@ -15,6 +15,7 @@ from artifact_vault.backends.pypi import model, render
 from artifact_vault.backends.pypi.model import parse_page
 
 from .pypi_index import Index, sdist, wheel
+from .test_app import raw_request
 from .test_pypi_clients import pypi
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -350,6 +351,40 @@ def test_metadata_is_passed_through_or_extracted_from_a_cached_wheel(index, make
     metadata = requests.get(file_url + ".metadata", timeout=10)
     assert metadata.status_code == 200 and b"Name: beta" in metadata.content
     assert index.upstream.count("/packages/beta-1.0-py3-none-any.whl.metadata") == 0
+    assert ('data-dist-info-metadata="true" data-core-metadata="true"'
+            in page(vault, "beta/").text)  # both names (PEP 714), in HTML too
+
+
+def test_upstream_metadata_is_announced_with_its_hash_and_passed_through(index, make_vault):
+    vault = make_vault([pypi(index.upstream.url)])
+    dist = next(d for d in index.dists if d.filename == "alpha-1.0-py3-none-any.whl")
+    sha = hashlib.sha256(dist.metadata).hexdigest()
+    (f,) = [f for f in page(vault, "alpha/", JSON).json()["files"]
+            if f["filename"] == dist.filename]
+    assert f["core-metadata"] == f["dist-info-metadata"] == {"sha256": sha}
+    assert (f'data-dist-info-metadata="sha256={sha}" data-core-metadata="sha256={sha}"'
+            in page(vault, "alpha/").text)
+    url = urljoin(f"{vault.url}/pypi/simple/alpha/", f["url"]) + ".metadata"
+    for _ in range(2):
+        got = requests.get(url, timeout=10)
+        assert got.status_code == 200 and got.content == dist.metadata
+    assert index.upstream.count(f"/packages/{dist.filename}.metadata") == 1
+    assert index.upstream.count(f"/packages/{dist.filename}") == 0  # no wheel for metadata
+
+
+def test_an_expired_page_is_revalidated_with_its_etag(index, make_vault):
+    """After index_ttl the stored page is checked with If-None-Match: a 304 keeps it, a
+    changed page replaces it."""
+    vault = make_vault([pypi(index.upstream.url, index_ttl=0)])
+    first = page(vault, "alpha/", JSON)
+    second = page(vault, "alpha/", JSON)
+    assert second.headers["X-Cache"] == "REVALIDATED" and second.content == first.content
+    etag = index.upstream.routes["/simple/alpha/"].etag
+    asked = [h for _, path, h in index.upstream.log if path == "/simple/alpha/"]
+    assert "If-None-Match" not in asked[0] and asked[1]["If-None-Match"] == etag
+    index.add(wheel("alpha", "3.0"))  # a new release: a new page and ETag upstream
+    third = page(vault, "alpha/", JSON)
+    assert "alpha-3.0-py3-none-any.whl" in {f["filename"] for f in third.json()["files"]}
 
 
 def test_an_unknown_project_is_404_and_remembered(index, make_vault):
@@ -367,6 +402,16 @@ def test_bad_paths_are_4xx_and_never_reach_the_upstream_for_files(index, make_va
     r = requests.get(f"{vault.url}/pypi/{path}", timeout=10, allow_redirects=False)
     assert 400 <= r.status_code < 500
     assert not [p for _, p, _ in index.upstream.log if p.startswith("/packages/")]
+
+
+@pytest.mark.parametrize("target", ["/pypi/files/alpha/../../../etc/passwd",
+                                    "/pypi/files/alpha/%2e%2e/x.whl",
+                                    "/pypi/simple/../simple/alpha/", "/pypi/simple/%2e%2e/"])
+def test_dot_segments_sent_as_written_never_reach_the_upstream(index, make_vault, target):
+    vault = make_vault([pypi(index.upstream.url)])
+    response = raw_request(vault.url, f"GET {target} HTTP/1.1")
+    assert response.split(b" ")[1] in (b"400", b"404"), response[:200]
+    assert index.upstream.log == []
 
 
 def test_a_broken_upstream_page_is_a_502_naming_the_problem(upstream, make_vault):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import os
 import subprocess
 import sys
@@ -62,7 +64,8 @@ def index(upstream: FakeUpstream) -> Index:
 @pytest.fixture
 def second_upstream():
     server = FakeUpstream()
-    Index(server, fmt="html").add(wheel("delta", "3.0"))
+    # alpha here too, newer than the first upstream's: the first upstream that has a project wins
+    Index(server, fmt="html").add(wheel("delta", "3.0"), wheel("alpha", "9.0"))
     yield server
     server.stop()
 
@@ -141,16 +144,27 @@ def test_resolving_with_uv_needs_metadata_only_not_wheels(index, make_vault, tmp
     assert "alpha==1.0" in (tmp_path / "req.txt").read_text()
     assert index.upstream.count("/packages/alpha-1.0-py3-none-any.whl.metadata") == 1
     assert index.upstream.count("/packages/alpha-1.0-py3-none-any.whl") == 0
+    asked = len(index.upstream.log)
+    run([str(UV), "pip", "compile", "--no-cache", "req.in", "--index-url",
+         f"{vault.url}/pypi/simple/", "-o", "again.txt"], tmp_path)
+    assert "alpha==1.0" in (tmp_path / "again.txt").read_text()
+    assert len(index.upstream.log) == asked  # resolved again from the cache alone
 
 
 def test_a_project_only_on_the_second_upstream_is_found_there(index, second_upstream,
                                                               make_vault, tmp_path):
     vault = make_vault([{"type": "pypi", "config": {"prefix": "/pypi/", "retries": 0, "upstreams": [
-        {"url": f"{index.upstream.url}/simple/"}, {"url": f"{second_upstream.url}/simple/"}]}}])
+        {"url": f"{index.upstream.url}/simple/"},
+        {"url": f"{second_upstream.url}/simple/", "username": "u2", "password": "p2"}]}}])
     python = new_venv(tmp_path, "two-upstreams")
     pip(tmp_path, python, "install", "--index-url", f"{vault.url}/pypi/simple/", "delta", "alpha")
-    assert versions(python, "delta", "alpha") == ["3.0", "1.0"]
+    assert versions(python, "delta", "alpha") == ["3.0", "1.0"]  # not the second's alpha 9.0
     assert second_upstream.count("/simple/alpha/") == 0  # the first upstream had it
+    # Each upstream's credentials go to it alone.
+    basic = "Basic " + base64.b64encode(b"u2:p2").decode()
+    assert {h.get("Authorization") for _, p, h in second_upstream.log if p == "/simple/delta/"
+            } == {basic}
+    assert all("Authorization" not in h for _, _, h in index.upstream.log)
 
 
 def test_after_priming_pip_and_uv_work_offline(index, make_vault, tmp_path):

@@ -16,12 +16,14 @@ from .registry_fixtures import (
     PASSWORD,
     USER,
     Registry,
+    TokenServer,
     build_image,
     build_index,
     push,
     sha256_digest,
     skopeo_copy,
 )
+from .test_app import raw_request
 
 LAYERS = [b"layer one\n" * 1000, {"bin/app": b"\x7fELF" + b"x" * 50_000, "etc/conf": b"a=1\n"}]
 
@@ -154,6 +156,34 @@ def test_bearer_token_upstream_with_tokens_reused(registry_token, token_server, 
     assert 1 <= len(issued) <= 2 and all(r.user is None for r in issued)
 
 
+def test_bearer_tokens_use_the_configured_credentials_and_are_renewed_when_they_expire(
+        make_registry, tmp_path, make_vault):
+    """With credentials configured, Vault asks the realm as that user; a token is reused until
+    shortly before it expires, then a new one is fetched (a 401 answered once per expiry,
+    never a failed pull)."""
+    tokens = TokenServer(tmp_path / "tokens", expires_in=11)  # reused for ~1 s, then renewed
+    try:
+        reg = make_registry("token", tokens)
+        pushed = push(build_image(tmp_path / "img", "v1", LAYERS), "tok/app:v1", reg)
+        vault = make_vault([hub(reg, username=USER, password=PASSWORD)])
+        base = f"{vault.url}/v2/hub/tok/app"
+        before = len(tokens.requests)
+        first = requests.get(f"{base}/manifests/v1", headers={"Accept": MANIFEST_ACCEPT},
+                             timeout=10)
+        assert first.status_code == 200 and first.content == pushed.manifest
+        config, *layers = pushed.blob_digests
+        assert requests.get(f"{base}/blobs/{config}", timeout=10).status_code == 200
+        issued = tokens.requests[before:]
+        assert len(issued) == 1 and issued[0].user == USER  # one token for both requests
+        time.sleep(1.5)  # past the token's renewal point
+        blob = requests.get(f"{base}/blobs/{layers[0]}", timeout=10)
+        assert blob.status_code == 200 and sha256_digest(blob.content) == layers[0]
+        renewed = tokens.requests[before + 1:]
+        assert len(renewed) == 1 and renewed[0].user == USER
+    finally:
+        tokens.stop()
+
+
 def test_the_clients_authorization_header_is_never_forwarded(registry, image, make_vault):
     vault = make_vault([hub(registry)])
     requests.get(f"{vault.url}/v2/hub/team/app/manifests/v1", timeout=10,
@@ -186,6 +216,50 @@ def test_api_root_and_headers_on_every_response(registry, image, make_vault):
     assert missing.status_code == 404
     assert missing.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
     assert missing.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+
+
+def test_manifests_and_blobs_answer_get_and_head_with_their_exact_headers(
+        registry, image, make_vault):
+    """What clients check on every pull: the stored bytes and media type, the digest, length
+    and validator, on GET as on HEAD, by tag and by digest; and the upstream is asked with
+    every manifest type Vault can serve (it never converts one type into another)."""
+    vault = make_vault([hub(registry)])
+    base = f"{vault.url}/v2/hub/team/app"
+    expected = {"Content-Type": image.media_type, "Docker-Content-Digest": image.digest,
+                "Content-Length": str(len(image.manifest)), "ETag": f'"{image.digest}"',
+                "Docker-Distribution-API-Version": "registry/2.0"}
+    for method, ref in (("GET", "v1"), ("HEAD", "v1"), ("GET", image.digest),
+                        ("HEAD", image.digest)):
+        r = requests.request(method, f"{base}/manifests/{ref}",
+                             headers={"Accept": MANIFEST_ACCEPT}, timeout=10)
+        assert r.status_code == 200, (method, ref)
+        assert {k: r.headers.get(k) for k in expected} == expected, (method, ref)
+        assert r.content == (image.manifest if method == "GET" else b"")
+    (asked,) = [rec for rec in registry.log if rec.path == "/v2/team/app/manifests/v1"]
+    accepted = {t.split(";")[0].strip() for t in asked.headers["Accept"].split(",")}
+    assert accepted >= {"application/vnd.oci.image.manifest.v1+json",
+                        "application/vnd.oci.image.index.v1+json", DOCKER_MANIFEST,
+                        "application/vnd.docker.distribution.manifest.list.v2+json"}
+    layer = json.loads(image.manifest)["layers"][0]
+    for method in ("HEAD", "GET", "HEAD"):  # cold, then cached
+        r = requests.request(method, f"{base}/blobs/{layer['digest']}", timeout=10)
+        assert r.status_code == 200, method
+        assert r.headers["Docker-Content-Digest"] == layer["digest"]
+        assert r.headers["Content-Length"] == str(layer["size"])
+        assert r.headers["Accept-Ranges"] == "bytes"
+        assert r.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+        if method == "GET":
+            assert sha256_digest(r.content) == layer["digest"]
+        else:
+            assert r.content == b""
+    unknown = "sha256:" + "0" * 64
+    for path, code in ((f"{base}/blobs/{unknown}", "BLOB_UNKNOWN"),
+                       (f"{base}/manifests/{unknown}", "MANIFEST_UNKNOWN")):
+        r = requests.get(path, timeout=10)
+        assert r.status_code == 404, path
+        (error,) = r.json()["errors"]
+        assert error["code"] == code and error["message"] and "detail" in error
+        assert r.headers["Docker-Distribution-API-Version"] == "registry/2.0"
 
 
 def test_blob_ranges_are_served(registry, image, make_vault):
@@ -232,10 +306,17 @@ def test_malformed_names_and_digests_are_400_with_an_oci_error(registry, make_va
     assert registry.requests == []
 
 
-def test_dot_dot_in_a_name_never_reaches_the_upstream(registry, make_vault):
+@pytest.mark.parametrize("target", ["/v2/hub/team/../../etc/manifests/v1",
+                                    "/v2/hub/team/%2e%2e/x/manifests/v1",
+                                    "/v2/hub/../hub/team/app/blobs/sha256:" + "0" * 64])
+def test_dot_dot_in_a_name_never_reaches_the_upstream(registry, make_vault, target):
+    """Sent as written (``requests`` would fold the dots before sending)."""
     vault = make_vault([hub(registry)])
-    r = requests.get(f"{vault.url}/v2/hub/team/../../etc/manifests/v1", timeout=10)
-    assert 400 <= r.status_code < 500 and registry.requests == []
+    response = raw_request(vault.url, f"GET {target} HTTP/1.1")
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] in (b"400", b"404"), head
+    assert json.loads(body)["errors"][0]["code"], body
+    assert registry.requests == []
 
 
 def test_writes_are_refused_as_unsupported(registry, make_vault):

@@ -102,3 +102,72 @@ def test_ip_addresses_are_the_same_token_realm_site_only_when_equal():
     assert same_site("127.0.0.1", "127.0.0.1")
     assert same_site("auth.docker.io", "registry-1.docker.io")
     assert not same_site("[::1]", "[fe80::1]")
+
+
+def test_a_manifest_over_4_mb_is_refused_with_an_oci_error_and_not_kept(upstream, make_vault):
+    """The default limit, whether or not the upstream says the length up front."""
+    big = json.dumps({"schemaVersion": 2, "mediaType": OCI, "annotations": {
+        "padding": "x" * (4 * 1024 * 1024)}}).encode()
+    digest = "sha256:" + hashlib.sha256(big).hexdigest()
+    headers = {"Content-Type": OCI, "Docker-Content-Digest": digest}
+    upstream.add("/v2/a/manifests/sized", big, headers=headers)
+    upstream.add("/v2/a/manifests/chunked", big, headers=headers, chunked=True)
+    vault = make_vault([backend(upstream.url)])
+    for tag in ("sized", "chunked"):
+        r = requests.get(f"{vault.url}/v2/r/a/manifests/{tag}", timeout=30,
+                         headers={"Accept": OCI})
+        assert r.status_code == 502, tag
+        (error,) = r.json()["errors"]
+        assert "max_manifest_size" in error["message"], tag
+        vault.settle()
+        assert not vault.app.cache.cached(f"r manifest a:{tag}"), tag
+    assert vault.app.cache.index.totals()[0] == 0
+
+
+def test_a_layer_shared_by_two_registry_backends_is_stored_once(upstream, make_vault):
+    """Blobs are content addressed and verified by their digest: a layer cached through one
+    backend is one file, and is served from it through another."""
+    layer = b"a shared layer" * 1000
+    digest = "sha256:" + hashlib.sha256(layer).hexdigest()
+    upstream.add(f"/v2/one/blobs/{digest}", layer)
+    upstream.add(f"/v2/two/blobs/{digest}", layer)
+    vault = make_vault([backend(upstream.url),
+                        {**backend(upstream.url), "config": {**backend(upstream.url)["config"],
+                                                             "prefix": "/s/"}}])
+    for path in (f"/v2/r/one/blobs/{digest}", f"/v2/s/two/blobs/{digest}"):
+        r = requests.get(vault.url + path, timeout=10)
+        assert r.status_code == 200 and r.content == layer, path
+    vault.settle()
+    blobs = [p for p in vault.app.cache.blobs.blob_dir.rglob("*") if p.is_file()]
+    assert [p.read_bytes() for p in blobs] == [layer]
+    assert [e.digest for e in vault.app.cache.index.scan()] == [digest.removeprefix("sha256:")]
+    assert (upstream.count(f"/v2/one/blobs/{digest}"), upstream.count(f"/v2/two/blobs/{digest}")
+            ) == (1, 0)
+
+
+def test_routing_takes_ns_then_the_prefix_segment_then_the_default(upstream, make_vault):
+    """When they disagree: ?ns= names the upstream (and the whole path is the image name
+    unless it starts with that backend's own prefix), else the first segment, else the
+    default backend."""
+    other = FakeUpstream()
+    try:
+        vault = make_vault([{**backend(upstream.url), "config": {
+                                **backend(upstream.url)["config"], "prefix": "/a/",
+                                "default": True}},
+                            {**backend(other.url), "config": {
+                                **backend(other.url)["config"], "prefix": "/b/"}}])
+        ns = upstream.url.removeprefix("http://")
+        cases = [(f"/v2/b/x/manifests/1?ns={ns}", upstream, "/v2/b/x/manifests/1"),
+                 (f"/v2/a/x/manifests/2?ns={ns}", upstream, "/v2/x/manifests/2"),
+                 ("/v2/b/x/manifests/3?ns=elsewhere.test", other, "/v2/x/manifests/3"),
+                 ("/v2/b/x/manifests/4", other, "/v2/x/manifests/4"),
+                 ("/v2/x/manifests/5", upstream, "/v2/x/manifests/5")]
+        for path, server, asked in cases:
+            server.add(asked, MANIFEST, headers={"Content-Type": OCI,
+                                                 "Docker-Content-Digest": DIGEST})
+            r = requests.get(vault.url + path, headers={"Accept": OCI}, timeout=10)
+            assert r.status_code == 200 and r.content == MANIFEST, path
+            assert server.count(asked) == 1, path
+        assert len(upstream.log) + len(other.log) == len(cases)
+    finally:
+        other.stop()
