@@ -30,6 +30,8 @@ from .upstream_state import ConnectionLimit
 log = logging.getLogger(__name__)
 _MAX_REDIRECTS = 5
 _BACKOFF_SECONDS = 0.25
+# The longest Retry-After honoured: an upstream cannot shut Vault out of it for longer.
+_MAX_HOLD_SECONDS = 3600
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
@@ -109,6 +111,7 @@ class Upstream:
         self.session.mount("https://", adapter)
         # True with our context: requests then adds no CA path of its own to the pools.
         self.verify = settings.verify_tls
+        self._hold_until = 0.0  # monotonic: a 429's Retry-After, not yet over
 
     def close(self) -> None:
         self.session.close()
@@ -130,6 +133,12 @@ class Upstream:
         allowed = None if any_redirect else (
             self._allowed | {also_allow.lower()} if also_allow else self._allowed)
         call = _Call(method, headers or {}, allowed, scope)
+        held = self._hold_until - time.monotonic()
+        if held > 0:  # asked to wait: ask again only when the wait is over
+            raise UpstreamRateLimited(
+                f"upstream {self.host} is rate-limiting us (429); it asked for a pause, "
+                f"{held:.0f} s of which remain", upstream=self.host, upstream_status=429,
+                retry_after=str(max(1, round(held))))
         permit = self.limit.acquire(self.host)
         try:
             resp = self._attempts(url, call)
@@ -232,6 +241,8 @@ class Upstream:
         self._observer.upstream_error(self.backend, f"http_{status}")
         if status == 429:
             retry_after = resp.headers.get("retry-after", "")
+            if retry_after.isdigit() and host == self.host:
+                self._hold_until = time.monotonic() + min(int(retry_after), _MAX_HOLD_SECONDS)
             raise UpstreamRateLimited(f"upstream {host} is rate-limiting us (429)",
                                       upstream=host, upstream_status=429,
                                       retry_after=retry_after if retry_after.isdigit() else None)

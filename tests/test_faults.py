@@ -328,7 +328,14 @@ def test_fault(target: str, fault: str, state: str, make_vault) -> None:
 
         if fault == "length-short" and expected(fault, s) == "announced":
             return  # the cut copy is kept until its TTL: nothing tells it from a whole one
-        if fault != "refused":  # heal the upstream: the right bytes are served
+        if fault == "429" and state == "cold":  # its Retry-After is honoured: not asked again
+            path = _path_of(up, s.route)
+            asked = up.count(path)
+            t.make(up, size, str(seed))
+            held = fetch(vault.url, s.vault_path)
+            assert label(held) == "429" and 0 < int(held.headers["retry-after"]) <= 17, held
+            assert up.count(path) == asked
+        elif fault != "refused":  # heal the upstream: the right bytes are served
             t.make(up, size, str(seed))
             healed = fetch(vault.url, s.vault_path)
             assert healed.kind == "ok" and s.good(healed.body), healed

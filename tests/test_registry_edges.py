@@ -27,6 +27,25 @@ def test_upstream_429_is_passed_on_with_retry_after_when_nothing_is_cached(upstr
     r = requests.get(f"{vault.url}/v2/r/a/manifests/1", timeout=10)
     assert (r.status_code, r.headers["Retry-After"]) == (429, "30")
     assert r.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+    # Retry-After is honoured: until it is over, Vault does not ask that upstream again.
+    again = requests.get(f"{vault.url}/v2/r/a/manifests/2", timeout=10)
+    assert again.status_code == 429 and 0 < int(again.headers["Retry-After"]) <= 30
+    assert upstream.log and [path for _, path, _ in upstream.log] == ["/v2/a/manifests/1"]
+
+
+def test_a_cached_tag_is_served_stale_while_the_upstream_asks_for_a_pause(upstream, make_vault):
+    upstream.add("/v2/a/manifests/1", MANIFEST,
+                 headers={"Content-Type": OCI, "Docker-Content-Digest": DIGEST})
+    vault = make_vault([backend(upstream.url, tag_ttl=0)])
+    url = f"{vault.url}/v2/r/a/manifests/1"
+    assert requests.get(url, headers={"Accept": OCI}, timeout=10).status_code == 200
+    upstream.add("/v2/a/manifests/1", status=429, headers={"Retry-After": "60"})
+    asked = len(upstream.log)
+    for _ in range(3):
+        r = requests.get(url, headers={"Accept": OCI}, timeout=10)
+        assert r.status_code == 200 and r.content == MANIFEST
+        assert r.headers["X-Cache"] == "STALE"
+    assert len(upstream.log) == asked + 1  # the revalidation that got the 429, then none
 
 
 def test_ratelimit_remaining_is_exported(upstream, make_vault):
