@@ -323,7 +323,8 @@ def test_a_head_of_a_cold_file_is_answered_from_the_index_and_starts_its_downloa
     assert requests.head(url, timeout=10).headers["X-Cache"] == "HIT"
 
 
-def test_a_file_whose_hash_does_not_match_the_index_is_a_broken_transfer(index, make_vault):
+def test_a_file_whose_hash_does_not_match_the_index_is_a_broken_transfer(index, make_vault,
+                                                                        caplog):
     vault = make_vault([pypi(index.upstream.url)])
     doc = page(vault, "alpha/", JSON).json()
     url = next(f["url"] for f in doc["files"] if f["filename"] == "alpha-1.0.tar.gz")
@@ -335,6 +336,8 @@ def test_a_file_whose_hash_does_not_match_the_index_is_a_broken_transfer(index, 
     file_id = url.split("/")[4]
     assert not vault.app.cache.cached(f"pypi file alpha/{file_id}/alpha-1.0.tar.gz")
     assert vault.app.cache.index.totals()[0] == 1  # only the page
+    (line,) = [r.getMessage() for r in caplog.records if "not caching" in r.getMessage()]
+    assert "alpha-1.0.tar.gz" in line and "does not match" in line and file_id in line
 
 
 def test_metadata_is_passed_through_or_extracted_from_a_cached_wheel(index, make_vault):
@@ -420,6 +423,14 @@ def test_a_broken_upstream_page_is_a_502_naming_the_problem(upstream, make_vault
     vault = make_vault([pypi(upstream.url)])
     r = page(vault, "bad/")
     assert r.status_code == 502 and "not a valid simple-API page" in r.text
+
+
+@pytest.mark.parametrize("root_ttl,fetches", [("1h", 1), (0, 2)])
+def test_the_project_list_is_kept_for_root_ttl(index, make_vault, root_ttl, fetches):
+    vault = make_vault([pypi(index.upstream.url, root_ttl=root_ttl)])
+    for _ in range(2):
+        assert page(vault, "", JSON).json()["projects"] == [{"name": "alpha"}, {"name": "beta"}]
+    assert index.upstream.count("/simple/") == fetches
 
 
 def test_the_project_list_is_streamed_in_both_formats(index, make_vault):

@@ -7,6 +7,8 @@ import json
 
 import requests
 
+from artifact_vault.backends.registry.auth import parse_challenge
+
 from .fake_upstream import FakeUpstream
 from .registry_fixtures import build_image, push
 
@@ -190,3 +192,31 @@ def test_routing_takes_ns_then_the_prefix_segment_then_the_default(upstream, mak
         assert len(upstream.log) + len(other.log) == len(cases)
     finally:
         other.stop()
+
+
+def test_challenges_are_parsed_with_quoted_commas_escapes_and_basic():
+    scheme, params = parse_challenge(
+        'Bearer realm="https://auth.example.test/token",service="registry.example.test",'
+        'scope="repository:team/app:pull,push",error="insufficient_scope"')
+    assert scheme == "bearer" and params == {
+        "realm": "https://auth.example.test/token", "service": "registry.example.test",
+        "scope": "repository:team/app:pull,push", "error": "insufficient_scope"}
+    assert parse_challenge('Basic realm="Registry \\"x\\" realm"') == (
+        "basic", {"realm": 'Registry "x" realm'})
+    assert parse_challenge("Bearer realm=https://a.test/t, service=s") == (
+        "bearer", {"realm": "https://a.test/t", "service": "s"})
+
+
+def test_a_401_is_answered_with_one_token_and_one_retry_never_a_loop(upstream, make_vault):
+    token_path = "/token?service=reg&scope=repository%3Aa%3Apull"
+    upstream.add(token_path, b'{"token": "t1", "expires_in": 300}',
+                 headers={"Content-Type": "application/json"})
+    challenge = (f'Bearer realm="{upstream.url}/token",service="reg",'
+                 'scope="repository:a:pull"')
+    upstream.add("/v2/a/manifests/1", status=401, headers={"WWW-Authenticate": challenge})
+    vault = make_vault([backend(upstream.url)])
+    r = requests.get(f"{vault.url}/v2/r/a/manifests/1", headers={"Accept": OCI}, timeout=10)
+    assert r.status_code == 502 and r.json()["errors"][0]["code"]
+    asked = [h for _, path, h in upstream.log if path == "/v2/a/manifests/1"]
+    assert [h.get("Authorization") for h in asked] == [None, "Bearer t1"]
+    assert upstream.count(token_path) == 1
