@@ -161,7 +161,7 @@ def test_bearer_tokens_use_the_configured_credentials_and_are_renewed_when_they_
     """With credentials configured, Vault asks the realm as that user; a token is reused until
     shortly before it expires, then a new one is fetched (a 401 answered once per expiry,
     never a failed pull)."""
-    tokens = TokenServer(tmp_path / "tokens", expires_in=11)  # reused for ~1 s, then renewed
+    tokens = TokenServer(tmp_path / "tokens", expires_in=14)  # reused for ~4 s, then renewed
     try:
         reg = make_registry("token", tokens)
         pushed = push(build_image(tmp_path / "img", "v1", LAYERS), "tok/app:v1", reg)
@@ -175,7 +175,7 @@ def test_bearer_tokens_use_the_configured_credentials_and_are_renewed_when_they_
         assert requests.get(f"{base}/blobs/{config}", timeout=10).status_code == 200
         issued = tokens.requests[before:]
         assert len(issued) == 1 and issued[0].user == USER  # one token for both requests
-        time.sleep(1.5)  # past the token's renewal point
+        time.sleep(4.5)  # past the token's renewal point
         blob = requests.get(f"{base}/blobs/{layers[0]}", timeout=10)
         assert blob.status_code == 200 and sha256_digest(blob.content) == layers[0]
         renewed = tokens.requests[before + 1:]
