@@ -9,12 +9,14 @@ or object store the upstream redirects to. Everything that can go wrong becomes 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import ssl
 import time
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
@@ -240,17 +242,30 @@ class Upstream:
                                    upstream=host, upstream_status=status)
         self._observer.upstream_error(self.backend, f"http_{status}")
         if status == 429:
-            retry_after = resp.headers.get("retry-after", "")
-            if retry_after.isdigit() and host == self.host:
-                self._hold_until = time.monotonic() + min(int(retry_after), _MAX_HOLD_SECONDS)
+            wait = _seconds(resp.headers.get("retry-after", ""))
+            if wait is not None and host == self.host:
+                self._hold_until = time.monotonic() + min(wait, _MAX_HOLD_SECONDS)
             raise UpstreamRateLimited(f"upstream {host} is rate-limiting us (429)",
                                       upstream=host, upstream_status=429,
-                                      retry_after=retry_after if retry_after.isdigit() else None)
+                                      retry_after=None if wait is None else str(wait))
         error = UpstreamError(f"upstream {host} answered {status}", upstream=host,
                               upstream_status=status)
         if status >= 500:
             raise _Retry(error)
         raise error
+
+
+def _seconds(retry_after: str) -> int | None:
+    """A Retry-After value in seconds: given as seconds, or as an HTTP date (RFC 9110)."""
+    if retry_after.isdigit():
+        return int(retry_after)
+    try:
+        when = parsedate_to_datetime(retry_after)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0, math.ceil(when.timestamp() - time.time()))
 
 
 def tls_context(enabled: bool, ca_bundle: str | None) -> ssl.SSLContext | None:
