@@ -236,6 +236,22 @@ class Cache:
         self.index.touch(entry.key)
         return True
 
+    def start(self, backend: str, key: str, policy: Policy, fetch: Fetch) -> None:
+        """Start filling ``key`` unless a fill of it is running, without waiting for it or
+        reading it: for a client that will ask for the body in a moment (uv's HEAD before its
+        ranges). A key committed meanwhile is not fetched again (``_filled_elsewhere``)."""
+        with self._lock:
+            if key not in self._fills:
+                fill = self._fills[key] = Fill(key, self.blobs.new_temp())
+                self._spawn(fill, backend, policy, fetch, None)
+
+    def _spawn(self, fill: Fill, backend: str, policy: Policy, fetch: Fetch,
+               stale: Entry | None) -> None:
+        # copy_context: the fill's log lines carry the id of the request that started it
+        threading.Thread(target=contextvars.copy_context().run, name=f"fill {fill.key[:60]}",
+                         daemon=True,
+                         args=(self._run, fill, backend, policy, fetch, stale)).start()
+
     def _join(self, backend: str, key: str, policy: Policy, fetch: Fetch,
               stale: Entry | None, wait_commit: bool = True) -> Served:
         """Wait for the fill of ``key``, starting it if no one has yet."""
@@ -246,10 +262,7 @@ class Cache:
                 fill = self._fills[key] = Fill(key, self.blobs.new_temp())
             fill.join()
             if start:
-                # copy_context: the fill's log lines carry the id of the request that started it
-                threading.Thread(target=contextvars.copy_context().run, name=f"fill {key[:60]}",
-                                 daemon=True,
-                                 args=(self._run, fill, backend, policy, fetch, stale)).start()
+                self._spawn(fill, backend, policy, fetch, stale)
         head = fill.wait_head()
         # Verified already: a few ms from a HIT, so wait, unless this request started the
         # fill and must not wait for its fsync (get_complete(committed=False)).

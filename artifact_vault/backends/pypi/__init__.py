@@ -18,7 +18,6 @@ import re
 import time
 import zipfile
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -104,11 +103,8 @@ class PypiBackend(BackendBase):
         self._files_url = (f"{ctx.public_url}{self.prefix}files/" if ctx.public_url
                            else "../../files/")
         self._file_hosts = frozenset(h.lower() for h in settings.file_hosts)
-        # Downloads a HEAD asked about, started without the HEAD waiting for them (``_file``).
-        self._background = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{self.name}-head")
 
     def close(self) -> None:
-        self._background.shutdown(wait=False, cancel_futures=True)
         for upstream in self._upstreams:
             upstream.close()
 
@@ -307,8 +303,7 @@ class PypiBackend(BackendBase):
             # 0.1-0.3 s in a cold install), and the download the ranges read from starts now.
             size = self._listed(project, file_id, filename)[0].size
             if size is not None:
-                self._background.submit(lambda: self._cache.get(
-                    self.name, key, policy, fetch).discard())
+                self._cache.start(self.name, key, policy, fetch)
                 return _file_reply(Served("MISS", size, {}, digest=digest), filename)
         served = self._cache.get(self.name, key, policy, fetch)
         if served.cache_status == "MISS" and filename.endswith(".whl"):
