@@ -224,7 +224,7 @@ def test_a_page_is_answered_before_its_fsync_and_kept_after_it(index, make_vault
         r = requests.get(f"{vault.url}/pypi/simple/alpha/", headers={"Accept": PIP_ACCEPT},
                          timeout=5)  # the fsync is held for 30 s
         assert r.status_code == 200 and "alpha-1.0-py3-none-any.whl" in r.text
-        assert synced.is_set()
+        assert synced.wait(10)  # the fill reaches its (held) fsync, maybe after the answer
     finally:
         release.set()
     assert page(vault, "alpha/", PIP_ACCEPT).headers["X-Cache"] == "HIT"
