@@ -80,6 +80,7 @@ def test_a_page_decoded_in_c_is_the_page_the_full_parse_reads():
         {"filename": "a-2.0.tar.gz", "url": "https://files.test/a", "hashes": {"sha256": "AB"}},
         {"filename": "a/2.1.tar.gz", "url": "https://files.test/x", "hashes": {}},
         {"filename": "..", "url": "https://files.test/dots", "hashes": {"sha256": sha}},
+        {"filename": ".", "url": "https://files.test/dot", "hashes": {"sha256": sha}},
         {"filename": "a-2.2.tar.gz", "url": "https://files.test/y"},
         {"filename": "a-2.3.tar.gz", "url": "https://files.test/z", "hashes": {"sha256": sha},
          "requires-python": ["not", "a", "string"]},

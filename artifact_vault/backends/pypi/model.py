@@ -121,11 +121,11 @@ def _decoded(body: bytes, name: str) -> Project | None:
     except msgspec.DecodeError:
         return None
     files = page.files
-    names = "|".join(f.filename for f in files)  # '|' is no bad character
+    names = f"|{'|'.join(f.filename for f in files)}|"  # '|' is no bad character
     hexes = "".join([v for f in files for v in f.hashes.values()]
                     + [v for f in files if type(f.core_metadata) is dict
                        for v in f.core_metadata.values()])
-    if (_BAD_CHAR.search(names) or not {".", ".."}.isdisjoint(f.filename for f in files)
+    if (_BAD_CHAR.search(names) or "|.|" in names or "|..|" in names
             or not all(f.url.startswith(("https://", "http://")) for f in files)
             or "#" in "".join(f.url for f in files) or hexes != hexes.lower()):
         return None
