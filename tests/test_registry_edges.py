@@ -158,9 +158,7 @@ def test_a_layer_shared_by_two_registry_backends_is_stored_once(upstream, make_v
     digest = "sha256:" + hashlib.sha256(layer).hexdigest()
     upstream.add(f"/v2/one/blobs/{digest}", layer)
     upstream.add(f"/v2/two/blobs/{digest}", layer)
-    vault = make_vault([backend(upstream.url),
-                        {**backend(upstream.url), "config": {**backend(upstream.url)["config"],
-                                                             "prefix": "/s/"}}])
+    vault = make_vault([backend(upstream.url), backend(upstream.url, prefix="/s/")])
     for path in (f"/v2/r/one/blobs/{digest}", f"/v2/s/two/blobs/{digest}"):
         r = requests.get(vault.url + path, timeout=10)
         assert r.status_code == 200 and r.content == layer, path
@@ -178,11 +176,8 @@ def test_routing_takes_ns_then_the_prefix_segment_then_the_default(upstream, mak
     default backend."""
     other = FakeUpstream()
     try:
-        vault = make_vault([{**backend(upstream.url), "config": {
-                                **backend(upstream.url)["config"], "prefix": "/a/",
-                                "default": True}},
-                            {**backend(other.url), "config": {
-                                **backend(other.url)["config"], "prefix": "/b/"}}])
+        vault = make_vault([backend(upstream.url, prefix="/a/", default=True),
+                            backend(other.url, prefix="/b/")])
         ns = upstream.url.removeprefix("http://")
         cases = [(f"/v2/b/x/manifests/1?ns={ns}", upstream, "/v2/b/x/manifests/1"),
                  (f"/v2/a/x/manifests/2?ns={ns}", upstream, "/v2/x/manifests/2"),
