@@ -95,6 +95,9 @@ def test_multi_arch_index_and_every_child_are_cached(registry, make_vault, tmp_p
     r = requests.get(f"{vault.url}/v2/hub/team/multi/manifests/{arm_digest}",
                      headers={"Accept": MANIFEST_ACCEPT}, timeout=10)
     assert r.status_code == 200 and r.content == pushed.children[arm_digest]
+    # The other platform's layers are not fetched ahead: nobody asked for that image.
+    arm_layers = {d["digest"] for d in json.loads(pushed.children[arm_digest])["layers"]}
+    assert not arm_layers & set(registry.blob_gets())
 
 
 def test_eight_concurrent_cold_pulls_fetch_each_blob_once(registry, image, make_vault, tmp_path):
@@ -104,6 +107,40 @@ def test_eight_concurrent_cold_pulls_fetch_each_blob_once(registry, image, make_
                              range(8)))
     assert all(blobs_in(out) == set(image.blob_digests) for out in outs)
     assert registry.blob_gets("team/app") == {d: 1 for d in image.blob_digests}
+
+
+def test_a_fetched_manifest_brings_its_blobs_before_the_client_asks(registry, image, make_vault,
+                                                                   tmp_path):
+    """skopeo asks for blobs one at a time, so each cold one would wait for the upstream in
+    turn: the blobs of a manifest fetched from the upstream are fetched behind it, once each,
+    and the pull that follows needs no upstream at all."""
+    vault = make_vault([hub(registry)])
+    r = requests.get(f"{vault.url}/v2/hub/team/app/manifests/v1",
+                     headers={"Accept": MANIFEST_ACCEPT}, timeout=10)
+    assert r.status_code == 200 and r.content == image.manifest
+    deadline = time.monotonic() + 20
+    while not all(vault.app.cache.cached(f"oci blob {d}") for d in image.blob_digests):
+        assert time.monotonic() < deadline, "the blobs were not fetched ahead"
+        time.sleep(0.05)
+    assert registry.blob_gets("team/app") == {d: 1 for d in image.blob_digests}
+    registry.stop()
+    out = pull(vault.url, "hub/team/app:v1", tmp_path / "out")
+    assert blobs_in(out) == set(image.blob_digests)
+
+
+def test_no_blobs_are_fetched_ahead_for_a_head_or_when_switched_off(registry, image, make_vault):
+    """A HEAD only asks whether a tag moved (docker's check before a pull it may not need);
+    ``prefetch_blobs: false`` leaves every blob to the client's own request."""
+    config, *_ = image.blob_digests
+    head = make_vault([hub(registry)])
+    off = make_vault([hub(registry, prefetch_blobs=False)])
+    assert requests.head(f"{head.url}/v2/hub/team/app/manifests/v1",
+                         headers={"Accept": MANIFEST_ACCEPT}, timeout=10).status_code == 200
+    assert requests.get(f"{off.url}/v2/hub/team/app/manifests/v1",
+                        headers={"Accept": MANIFEST_ACCEPT}, timeout=10).status_code == 200
+    assert requests.get(f"{off.url}/v2/hub/team/app/blobs/{config}", timeout=10).status_code == 200
+    time.sleep(1)  # what a fetch ahead would have had to start in
+    assert registry.blob_gets() == {config: 1}
 
 
 def test_a_tag_update_is_seen_after_tag_ttl_with_a_head_revalidation(registry, image, make_vault,
@@ -165,7 +202,8 @@ def test_bearer_tokens_use_the_configured_credentials_and_are_renewed_when_they_
     try:
         reg = make_registry("token", tokens)
         pushed = push(build_image(tmp_path / "img", "v1", LAYERS), "tok/app:v1", reg)
-        vault = make_vault([hub(reg, username=USER, password=PASSWORD)])
+        # Blobs fetched ahead would take the requests this test times out of its hands.
+        vault = make_vault([hub(reg, username=USER, password=PASSWORD, prefetch_blobs=False)])
         base = f"{vault.url}/v2/hub/tok/app"
         before = len(tokens.requests)
         first = requests.get(f"{base}/manifests/v1", headers={"Accept": MANIFEST_ACCEPT},

@@ -10,6 +10,7 @@ from email.utils import formatdate
 import pytest
 import requests
 
+from artifact_vault.backends.registry import oci
 from artifact_vault.backends.registry.auth import parse_challenge
 
 from .fake_upstream import FakeUpstream
@@ -22,8 +23,10 @@ OCI = "application/vnd.oci.image.manifest.v1+json"
 
 
 def backend(url: str, **config: object) -> dict:
+    """A backend whose fetches are the tests' own: blobs fetched ahead of the client (tested
+    in ``test_registry`` and below) would add requests the scripted upstream counts."""
     return {"type": "registry-v2", "config": {"prefix": "/r/", "base_url": url, "retries": 0,
-                                              **config}}
+                                              "prefetch_blobs": False, **config}}
 
 
 @pytest.mark.parametrize("form", ["seconds", "http-date"])
@@ -102,13 +105,49 @@ def test_a_token_realm_off_the_upstreams_domain_is_refused(upstream, make_vault)
 def test_dockerhub_puts_one_segment_names_under_library(registry, make_vault, tmp_path):
     pushed = push(build_image(tmp_path / "img", "3", [b"alpine\n"]), "library/alpine:3", registry)
     vault = make_vault([{"type": "dockerhub", "config": {
-        "prefix": "/dockerhub/", "base_url": registry.url, "default": True, "retries": 0}}])
+        "prefix": "/dockerhub/", "base_url": registry.url, "default": True, "retries": 0,
+        "prefetch_blobs": False}}])
     for path in ("/v2/dockerhub/alpine/manifests/3", "/v2/alpine/manifests/3?ns=docker.io",
                  "/v2/library/alpine/manifests/3"):
         r = requests.get(vault.url + path, timeout=10,
                          headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
         assert r.status_code == 200 and r.content == pushed.manifest, path
     assert {p for _, p in registry.requests} == {"/v2/library/alpine/manifests/3"}
+
+
+def test_the_blobs_fetched_ahead_are_the_ones_a_client_fetches_from_the_registry():
+    layer = {"digest": "sha256:" + "1" * 64, "size": 7}
+    foreign = {"digest": "sha256:" + "2" * 64, "size": 9, "urls": ["https://elsewhere.test/l"]}
+    odd = [{"digest": "sha256:" + "3" * 64, "size": -1}, {"digest": "sha256:" + "4" * 64,
+                                                         "size": True}, {"digest": "md5:x"}]
+    manifest = json.dumps({"config": {"digest": "sha256:" + "0" * 64, "size": 2},
+                           "layers": [layer, foreign, *odd]}).encode()
+    assert oci.blobs(manifest) == [("sha256:" + "0" * 64, 2), ("sha256:" + "1" * 64, 7),
+                                   ("sha256:" + "3" * 64, None), ("sha256:" + "4" * 64, None)]
+    index = json.dumps({"manifests": [{"digest": DIGEST, "size": len(MANIFEST)}]}).encode()
+    assert oci.blobs(index) == [] and oci.blobs(b"not json") == []
+
+
+def test_a_blob_fetched_ahead_that_fails_its_digest_is_logged_and_not_kept(upstream, make_vault,
+                                                                           caplog):
+    digest = "sha256:" + "ab" * 32
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI, "layers": [],
+                           "config": {"digest": digest, "size": 5}}).encode()
+    upstream.add("/v2/a/manifests/1", manifest, headers={"Content-Type": OCI})
+    upstream.add(f"/v2/a/blobs/{digest}", b"wrong")
+    vault = make_vault([backend(upstream.url, prefetch_blobs=True)])
+    r = requests.get(f"{vault.url}/v2/r/a/manifests/1", headers={"Accept": OCI}, timeout=10)
+    assert r.status_code == 200
+    deadline = time.monotonic() + 10
+    while not any("ahead of the client" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, "no warning about the blob fetched ahead"
+        time.sleep(0.05)
+    (line,) = [r.getMessage() for r in caplog.records if "ahead of the client" in r.getMessage()]
+    assert digest in line and "does not match" in line
+    assert not vault.app.cache.cached(f"oci blob {digest}")
+    with pytest.raises(requests.exceptions.RequestException):  # the client's own try fails too
+        requests.get(f"{vault.url}/v2/r/a/blobs/{digest}", timeout=10).raise_for_status()
+    assert upstream.count(f"/v2/a/blobs/{digest}") == 2
 
 
 def test_an_upstream_tag_list_in_pages_is_merged(upstream, make_vault):

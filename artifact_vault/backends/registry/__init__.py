@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
-from ...cache import Answer, Policy
+from ...cache import Answer, Fetch, Policy
 from ...config import BackendSpec
 from ...config_values import Duration, HttpUrl, Size
 from ...errors import BadRequest, MethodNotAllowed, NotFound, UpstreamError, VaultError
@@ -47,6 +47,9 @@ class RegistrySettings(UpstreamSettings):
     registry_hosts: tuple[str, ...] = ()  # more names that ?ns= may use for this upstream
     token_realm_hosts: tuple[str, ...] = ()  # token realms allowed off the upstream's domain
     max_manifest_size: Size = oci.MAX_MANIFEST
+    # On a manifest fetched from the upstream, fetch its config and layers too, before the
+    # client asks for them (see ``_fetch_blobs``).
+    prefetch_blobs: bool = True
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,9 @@ class RegistryBackend(BackendBase):
         self._upstream.authorizer = TokenAuth(host, credentials, lambda: self._upstream.session,
                                               self._upstream.verify, settings.token_realm_hosts,
                                               settings.timeout.read)
-        # Children of a multi-arch index are cached in the background, so that a later pull of
-        # another platform by digest works offline.
-        self._prefetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{self.name}-children")
+        # Children of a multi-arch index, and the blobs of a manifest just fetched, are cached
+        # in the background, a few at a time.
+        self._prefetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{self.name}-ahead")
 
     def close(self) -> None:
         self._prefetch.shutdown(wait=False, cancel_futures=True)
@@ -168,14 +171,19 @@ class RegistryBackend(BackendBase):
             raise NotFound(f"{name}:{ref} is a {media_type}, which the client's Accept header "
                            "does not include; Vault never converts manifests",
                            code="MANIFEST_UNKNOWN")
-        # A fresh index's children are cached in the background, for a pull by digest that may
-        # come offline; not for prefetch, which fetches the children it was asked for itself
-        # (in the background too, they raced its own requests and made its report say
-        # "already cached" for what it had just caused to be fetched).
-        if (media_type in oci.INDEXES and served.cache_status == "MISS" and served.path
+        # Behind a manifest fetched for a client's GET: a fresh index's children, for a pull by
+        # digest that may come offline; a fresh image's blobs, which the client asks for next.
+        # Not for Vault's own prefetch, which fetches what it was asked for itself (in the
+        # background too, they raced its own requests and made its report say "already
+        # cached" for what it had just caused to be fetched).
+        if (served.cache_status == "MISS" and served.path and request.method == "GET"
                 and PREFETCH_HEADER.lower() not in request.headers):
-            for child in oci.children(Path(served.path).read_bytes()):
-                self._prefetch.submit(self._cache_child, name, child)
+            if media_type in oci.INDEXES:
+                for child in oci.children(Path(served.path).read_bytes()):
+                    self._prefetch.submit(self._cache_child, name, child)
+            elif self._settings.prefetch_blobs:
+                self._prefetch.submit(self._fetch_blobs, name,
+                                      oci.blobs(Path(served.path).read_bytes()))
         return Reply(served=served, cache_status=served.cache_status, headers={
             **oci.API_HEADERS, "Content-Type": media_type, "Docker-Content-Digest": digest,
             "ETag": f'"{digest}"'})
@@ -213,19 +221,38 @@ class RegistryBackend(BackendBase):
         except VaultError as exc:
             log.warning("could not cache child manifest %s@%s: %s", name, digest, exc.message)
 
+    def _fetch_blobs(self, name: str, blobs: list[tuple[str, int | None]]) -> None:
+        """Fetch the uncached ``blobs`` of a manifest just served, one after another in the
+        order they are listed, in the background. A client that asks for blobs one at a time
+        (skopeo, crane) then finds the next one already arriving or cached instead of waiting
+        for the upstream once per blob; docker's three parallel downloads simply join these
+        fills. One at a time, so the blob the client asks for first is not slowed by the
+        others. A client that already has a layer still gets it cached: the next one will not."""
+        for digest, size in blobs:
+            if not self._cache.cached(_blob_key(digest)):
+                try:
+                    self._cache.get_complete(self.name, _blob_key(digest),
+                                             Policy(ttl=None, digest=digest[7:], size=size),
+                                             self._blob_fetch(name, digest))
+                except VaultError as exc:
+                    log.warning("could not cache blob %s of %s ahead of the client: %s",
+                                digest, name, exc.message)
+
     # -- blobs and tags ------------------------------------------------------------------------
+
+    def _blob_fetch(self, name: str, digest: str) -> Fetch:
+        url = f"{self._settings.base_url}/v2/{name}/blobs/{digest}"
+        return lambda headers: self._upstream.get(url, headers, scope=f"repository:{name}:pull",
+                                                  any_redirect=True)
 
     def _blob(self, request: Request, name: str, ref: str) -> Reply:
         hex_digest = oci.check_digest(ref)
-        url = f"{self._settings.base_url}/v2/{name}/blobs/{ref}"
         try:
             # Keyed by digest alone: a layer shared by two images, repositories or backends is
             # fetched and stored once.
-            served = self._cache.get(
-                self.name, f"oci blob {ref}",
-                Policy(ttl=None, offline=self._offline, digest=hex_digest),
-                lambda headers: self._upstream.get(url, headers, scope=f"repository:{name}:pull",
-                                                   any_redirect=True))
+            served = self._cache.get(self.name, _blob_key(ref),
+                                     Policy(ttl=None, offline=self._offline, digest=hex_digest),
+                                     self._blob_fetch(name, ref))
         except NotFound as exc:
             raise NotFound(f"blob {ref} is unknown in {name}", code="BLOB_UNKNOWN",
                            upstream=exc.upstream) from None
@@ -278,6 +305,10 @@ class RegistryBackend(BackendBase):
             url = urljoin(url, match[1])
         return Answer(body=json.dumps({"name": name, "tags": tags}).encode(),
                       content_type="application/json")
+
+
+def _blob_key(digest: str) -> str:
+    return f"oci blob {digest}"
 
 
 def _manifest_member(rest: str) -> dict[str, str]:

@@ -77,6 +77,23 @@ def references(manifest: bytes) -> list[str]:
         return []
 
 
+def blobs(manifest: bytes) -> list[tuple[str, int | None]]:
+    """(digest, size) of the blobs an image manifest's client fetches next: its config, then
+    its layers in order. Foreign layers (``urls``: fetched from elsewhere, never from the
+    registry) and anything unreadable are left out; an index has none."""
+    try:
+        doc = json.loads(manifest)
+        found = [doc.get("config") or {}, *(doc.get("layers") or [])]
+        return [(d["digest"], _size(d.get("size")))
+                for d in found if DIGEST.match(d.get("digest", "")) and not d.get("urls")]
+    except (ValueError, AttributeError, TypeError):
+        return []
+
+
+def _size(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def accepts(accept: str | None, media_type: str) -> bool:
     """Whether a client's Accept admits ``media_type``. No Accept header admits anything, and
     a single-platform manifest is never refused: clients that omit it still handle it."""
