@@ -124,6 +124,13 @@ class App:
         self.cache.close()
         self._access_log.close()
 
+    def stop_background(self) -> None:
+        """A stop has begun: the backends start no more background work."""
+        for backend in self._backends:
+            stop = getattr(backend, "stop_background", None)
+            if stop is not None:
+                stop()
+
     def busy(self) -> int:
         """Responses still being sent plus downloads still running: what a stop waits for."""
         return self.metrics.in_progress + self.cache.fills_in_progress()

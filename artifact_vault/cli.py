@@ -133,6 +133,7 @@ def _drain(app: App, timeout: float, end_loop: Callable[[], None]) -> None:
     """After SIGTERM: wait (at most ``timeout``) for responses being sent and downloads
     running, then end the server loop. A download cut short leaves nothing behind: only
     committed blobs are in the cache, and ``app.close`` removes this process's temp files."""
+    app.stop_background()
     log.info("stopping: waiting up to %.0fs for %d responses/downloads", timeout, app.busy())
     deadline = time.monotonic() + timeout
     while app.busy() and time.monotonic() < deadline:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from email.utils import formatdate
 
@@ -139,15 +140,45 @@ def test_a_blob_fetched_ahead_that_fails_its_digest_is_logged_and_not_kept(upstr
     r = requests.get(f"{vault.url}/v2/r/a/manifests/1", headers={"Accept": OCI}, timeout=10)
     assert r.status_code == 200
     deadline = time.monotonic() + 10
-    while not any("ahead of the client" in r.getMessage() for r in caplog.records):
+    while not any("ahead of the client" in rec.getMessage() for rec in caplog.records):
         assert time.monotonic() < deadline, "no warning about the blob fetched ahead"
         time.sleep(0.05)
-    (line,) = [r.getMessage() for r in caplog.records if "ahead of the client" in r.getMessage()]
+    (line,) = [rec.getMessage() for rec in caplog.records
+               if "ahead of the client" in rec.getMessage()]
     assert digest in line and "does not match" in line
     assert not vault.app.cache.cached(f"oci blob {digest}")
     with pytest.raises(requests.exceptions.RequestException):  # the client's own try fails too
         requests.get(f"{vault.url}/v2/r/a/blobs/{digest}", timeout=10).raise_for_status()
     assert upstream.count(f"/v2/a/blobs/{digest}") == 2
+
+
+def test_a_stop_fetches_nothing_more_ahead(upstream, make_vault):
+    """SIGTERM waits for the downloads running: a large image's blobs, fetched ahead one after
+    another, would keep it waiting its whole stop_timeout."""
+    config, layer = b"{}", b"a layer"
+    digests = ["sha256:" + hashlib.sha256(b).hexdigest() for b in (config, layer)]
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI,
+                           "config": {"digest": digests[0], "size": len(config)},
+                           "layers": [{"digest": digests[1], "size": len(layer)}]}).encode()
+    upstream.add("/v2/a/manifests/1", manifest, headers={"Content-Type": OCI})
+    held = upstream.add(f"/v2/a/blobs/{digests[0]}", config, hold=threading.Event()).hold
+    upstream.add(f"/v2/a/blobs/{digests[1]}", layer)
+    vault = make_vault([backend(upstream.url, prefetch_blobs=True)])
+    url = f"{vault.url}/v2/r/a/manifests/1"
+    assert requests.get(url, headers={"Accept": OCI}, timeout=10).status_code == 200
+    deadline = time.monotonic() + 10
+    while not upstream.count(f"/v2/a/blobs/{digests[0]}"):
+        assert time.monotonic() < deadline, "the config was not fetched ahead"
+        time.sleep(0.02)
+    vault.app.stop_background()  # what the SIGTERM handler does first
+    held.set()
+    vault.settle()
+    assert vault.app.cache.cached(f"oci blob {digests[0]}")  # the fill running finished
+    # A request still being answered during the stop is served, and starts nothing.
+    upstream.add("/v2/a/manifests/2", manifest, headers={"Content-Type": OCI})
+    assert requests.get(url[:-1] + "2", headers={"Accept": OCI}, timeout=10).status_code == 200
+    time.sleep(0.5)  # what a fetch ahead would have had to start in
+    assert upstream.count(f"/v2/a/blobs/{digests[1]}") == 0
 
 
 def test_an_upstream_tag_list_in_pages_is_merged(upstream, make_vault):

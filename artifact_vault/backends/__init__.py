@@ -40,6 +40,8 @@ class Backend(Protocol):
     # ``blob_paths(spec, key, read_manifest)`` names the blobs a cached manifest lists.
     # For the status page (status/): ``catalog()`` says how keys group into items (a
     # ``CatalogShape``), ``upstreams`` lists the ``Upstream``s whose health is shown.
+    # For a stop: ``stop_background()`` is called when it begins, so that no background work
+    # (registries fetching blobs ahead) starts while it waits for the downloads running.
 
     def handle(self, request: Request) -> Reply: ...
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -76,10 +77,26 @@ class RegistryBackend(BackendBase):
         # Children of a multi-arch index, and the blobs of a manifest just fetched, are cached
         # in the background, a few at a time.
         self._prefetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{self.name}-ahead")
+        self._stopping = threading.Event()
+
+    def stop_background(self) -> None:
+        """A stop has begun: fetch nothing more ahead. A large image's blobs would otherwise
+        keep the stop waiting its whole timeout; the fills already running finish, or are
+        cut short, like any download."""
+        self._stopping.set()
+        self._prefetch.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
-        self._prefetch.shutdown(wait=False, cancel_futures=True)
+        self.stop_background()
         self._upstream.close()
+
+    def _behind(self, work: Callable[..., None], *args: object) -> None:
+        """Run ``work`` on the background pool, unless a stop has begun."""
+        if not self._stopping.is_set():
+            try:
+                self._prefetch.submit(work, *args)
+            except RuntimeError:  # the pool was shut down meanwhile
+                pass
 
     @staticmethod
     def client_path(spec: BackendSpec, key: str) -> str | None:
@@ -180,10 +197,9 @@ class RegistryBackend(BackendBase):
                 and PREFETCH_HEADER.lower() not in request.headers):
             if media_type in oci.INDEXES:
                 for child in oci.children(Path(served.path).read_bytes()):
-                    self._prefetch.submit(self._cache_child, name, child)
+                    self._behind(self._cache_child, name, child)
             elif self._settings.prefetch_blobs:
-                self._prefetch.submit(self._fetch_blobs, name,
-                                      oci.blobs(Path(served.path).read_bytes()))
+                self._behind(self._fetch_blobs, name, oci.blobs(Path(served.path).read_bytes()))
         return Reply(served=served, cache_status=served.cache_status, headers={
             **oci.API_HEADERS, "Content-Type": media_type, "Docker-Content-Digest": digest,
             "ETag": f'"{digest}"'})
@@ -229,6 +245,8 @@ class RegistryBackend(BackendBase):
         fills. One at a time, so the blob the client asks for first is not slowed by the
         others. A client that already has a layer still gets it cached: the next one will not."""
         for digest, size in blobs:
+            if self._stopping.is_set():
+                return
             if not self._cache.cached(_blob_key(digest)):
                 try:
                     self._cache.get_complete(self.name, _blob_key(digest),
