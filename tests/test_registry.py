@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from artifact_vault.backends.registry import oci
+
 from .registry_fixtures import (
     DOCKER_MANIFEST,
     MANIFEST_ACCEPT,
@@ -126,6 +128,33 @@ def test_a_fetched_manifest_brings_its_blobs_before_the_client_asks(registry, im
     registry.stop()
     out = pull(vault.url, "hub/team/app:v1", tmp_path / "out")
     assert blobs_in(out) == set(image.blob_digests)
+
+
+def test_a_platform_manifest_already_cached_still_brings_its_blobs(registry, make_vault,
+                                                                   tmp_path):
+    """docker and containerd ask for the index, then for their platform's manifest by
+    digest, which Vault has often cached by then (an index's children are fetched behind
+    it): that manifest's blobs are fetched ahead all the same, the other platform's never."""
+    index = build_index(tmp_path / "idx", "multi", [("amd64", LAYERS), ("arm64", [b"arm\n"])])
+    pushed = push(index, "team/multi:1", registry)
+    vault = make_vault([hub(registry)])
+    base = f"{vault.url}/v2/hub/team/multi/manifests"
+    r = requests.get(f"{base}/1", headers={"Accept": MANIFEST_ACCEPT}, timeout=10)
+    amd, arm = (next(m["digest"] for m in r.json()["manifests"]
+                     if m["platform"]["architecture"] == arch) for arch in ("amd64", "arm64"))
+    deadline = time.monotonic() + 20
+    while not vault.app.cache.cached(f"hub manifest team/multi@{amd}"):
+        assert time.monotonic() < deadline, "the index's children were not fetched ahead"
+        time.sleep(0.05)
+    child = requests.get(f"{base}/{amd}", headers={"Accept": MANIFEST_ACCEPT}, timeout=10)
+    assert child.headers["X-Cache"] == "HIT"
+    wanted = [d for d, _ in oci.blobs(child.content)]
+    while not all(vault.app.cache.cached(f"oci blob {d}") for d in wanted):
+        assert time.monotonic() < deadline, "the blobs were not fetched ahead"
+        time.sleep(0.05)
+    vault.settle()
+    assert registry.blob_gets() == {d: 1 for d in wanted}
+    assert not {d for d, _ in oci.blobs(pushed.children[arm])} & set(registry.blob_gets())
 
 
 def test_no_blobs_are_fetched_ahead_for_a_head_or_when_switched_off(registry, image, make_vault):

@@ -188,18 +188,21 @@ class RegistryBackend(BackendBase):
             raise NotFound(f"{name}:{ref} is a {media_type}, which the client's Accept header "
                            "does not include; Vault never converts manifests",
                            code="MANIFEST_UNKNOWN")
-        # Behind a manifest fetched for a client's GET: a fresh index's children, for a pull by
-        # digest that may come offline; a fresh image's blobs, which the client asks for next.
-        # Not for Vault's own prefetch, which fetches what it was asked for itself (in the
-        # background too, they raced its own requests and made its report say "already
-        # cached" for what it had just caused to be fetched).
-        if (served.cache_status == "MISS" and served.path and request.method == "GET"
+        # In the background, for a client's GET (not Vault's own prefetch, which fetches what
+        # it was asked for itself: in the background too, these raced its own requests and
+        # made its report say "already cached" for what it had just caused to be fetched):
+        # a new index's children, for a pull by digest that may come offline; an image's
+        # missing blobs, which the client asks for next. The image's manifest is often a HIT
+        # already (its index's children were fetched ahead), hence any image manifest.
+        if (request.method == "GET" and served.path and not self._offline
+                and served.cache_status != "STALE"
                 and PREFETCH_HEADER.lower() not in request.headers):
-            if media_type in oci.INDEXES:
+            if media_type not in oci.INDEXES:
+                if self._settings.prefetch_blobs:
+                    self._behind(self._fetch_blobs, name, served.path)
+            elif served.cache_status == "MISS":
                 for child in oci.children(Path(served.path).read_bytes()):
                     self._behind(self._cache_child, name, child)
-            elif self._settings.prefetch_blobs:
-                self._behind(self._fetch_blobs, name, oci.blobs(Path(served.path).read_bytes()))
         return Reply(served=served, cache_status=served.cache_status, headers={
             **oci.API_HEADERS, "Content-Type": media_type, "Docker-Content-Digest": digest,
             "ETag": f'"{digest}"'})
@@ -237,13 +240,19 @@ class RegistryBackend(BackendBase):
         except VaultError as exc:
             log.warning("could not cache child manifest %s@%s: %s", name, digest, exc.message)
 
-    def _fetch_blobs(self, name: str, blobs: list[tuple[str, int | None]]) -> None:
-        """Fetch the uncached ``blobs`` of a manifest just served, one after another in the
-        order they are listed, in the background. A client that asks for blobs one at a time
-        (skopeo, crane) then finds the next one already arriving or cached instead of waiting
-        for the upstream once per blob; docker's three parallel downloads simply join these
-        fills. One at a time, so the blob the client asks for first is not slowed by the
-        others. A client that already has a layer still gets it cached: the next one will not."""
+    def _fetch_blobs(self, name: str, manifest: str) -> None:
+        """Fetch the uncached blobs of the image manifest at path ``manifest`` one after another
+        in the order it lists them. A client that asks for blobs one at a time (skopeo,
+        crane) then finds the next one already arriving or cached instead of waiting for the
+        upstream once per blob; docker's three parallel downloads simply join these fills.
+        One at a time, so the blob the client asks for first is not slowed by the others. A
+        client that already has a layer still gets it cached: the next one will not. The
+        first failure ends it (one warning, not one per blob): the client's own requests
+        then try again and get the error."""
+        try:
+            blobs = oci.blobs(Path(manifest).read_bytes())
+        except OSError:  # evicted meanwhile
+            return
         for digest, size in blobs:
             if self._stopping.is_set():
                 return
@@ -255,6 +264,7 @@ class RegistryBackend(BackendBase):
                 except VaultError as exc:
                     log.warning("could not cache blob %s of %s ahead of the client: %s",
                                 digest, name, exc.message)
+                    return
 
     # -- blobs and tags ------------------------------------------------------------------------
 
