@@ -66,8 +66,12 @@ def backends(upstream: FakeUpstream, registry: Registry) -> list[dict[str, Any]]
     return [http_backend(upstream.url, "/files/"),
             {"type": "pypi", "config": {"prefix": "/pypi/", "base_url": f"{upstream.url}/simple",
                                         "retries": 0}},
+            # Blobs are fetched here as ``pull`` says (configs, not layers): fetched ahead,
+            # they would be cached in the background, and their hits would vary the "most
+            # requested" ties.
             {"type": "registry-v2", "config": {"prefix": "/hub/", "base_url": registry.url,
-                                               "retries": 0, "default": True}}]
+                                               "retries": 0, "default": True,
+                                               "prefetch_blobs": False}}]
 
 
 def populate(make_vault: Callable[..., Vault], upstream: FakeUpstream, registry: Registry,
