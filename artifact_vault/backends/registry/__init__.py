@@ -48,8 +48,8 @@ class RegistrySettings(UpstreamSettings):
     registry_hosts: tuple[str, ...] = ()  # more names that ?ns= may use for this upstream
     token_realm_hosts: tuple[str, ...] = ()  # token realms allowed off the upstream's domain
     max_manifest_size: Size = oci.MAX_MANIFEST
-    # On a manifest fetched from the upstream, fetch its config and layers too, before the
-    # client asks for them (see ``_fetch_blobs``).
+    # On a client's GET of an image manifest, fetch its uncached config and layers in the
+    # background, before the client asks for them (see ``_fetch_blobs``).
     prefetch_blobs: bool = True
 
 
@@ -74,8 +74,8 @@ class RegistryBackend(BackendBase):
         self._upstream.authorizer = TokenAuth(host, credentials, lambda: self._upstream.session,
                                               self._upstream.verify, settings.token_realm_hosts,
                                               settings.timeout.read)
-        # Children of a multi-arch index, and the blobs of a manifest just fetched, are cached
-        # in the background, a few at a time.
+        # Children of a new multi-arch index, and the blobs of an image manifest a client
+        # asked for, are cached in the background, a few at a time.
         self._prefetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{self.name}-ahead")
         self._stopping = threading.Event()
 
