@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -295,3 +298,30 @@ def test_a_miss_that_finds_the_fill_just_committed_does_not_fetch_again(cache):
 
     served = cache._join("b", "k", Policy(ttl=60), fetch, None)
     assert served.cache_status == "HIT" and b"".join(served.open()) == BODY
+
+
+def test_a_fill_cut_short_by_the_stop_is_one_line_not_a_traceback(tmp_path, caplog,
+                                                                    monkeypatch):
+    """Fills still running when the cache closes (a stop that timed out, blobs fetched ahead)
+    lose their temp file and index: that is expected, not an error worth a traceback."""
+    caplog.set_level(logging.INFO, logger="artifact_vault.cache")
+    cache = Cache(tmp_path, CacheSettings(min_free=0), Metrics())
+    committing, closed = threading.Event(), threading.Event()
+    commit = cache.blobs.commit
+
+    def held_commit(temp: Path, digest: str) -> Path:
+        committing.set()
+        closed.wait(10)
+        return commit(temp, digest)
+
+    monkeypatch.setattr(cache.blobs, "commit", held_commit)
+    cache.start("b", "k", Policy(digest=DIGEST), lambda v: Scripted(BODY))
+    assert committing.wait(10)
+    cache.close()  # removes the temp file the commit is about to move
+    closed.set()
+    deadline = time.monotonic() + 10
+    while cache.fills_in_progress():
+        assert time.monotonic() < deadline, "the fill did not end"
+        time.sleep(0.01)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert "fill of k cut short by the stop" in caplog.text

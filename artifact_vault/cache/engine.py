@@ -118,6 +118,7 @@ class Cache:
         self.evictor = Evictor(self.index, self.blobs, settings)
         self._observer = observer
         self._fills: dict[str, Fill] = {}
+        self._closed = False  # a fill failing from now on was cut short by the stop
         self._lock = threading.Lock()
         self._key_locks = KeyLocks(root / "locks")
         self._download = Download(self.index, self.blobs, self.evictor, observer,
@@ -127,6 +128,7 @@ class Cache:
             log.info("removed %d temp files left by an earlier run", removed)
 
     def close(self) -> None:
+        self._closed = True
         self.index.close()
         self.blobs.clean_temp()  # fills cut short by the stop: their files are of no use
 
@@ -289,7 +291,9 @@ class Cache:
                 if not self._filled_elsewhere(fill):
                     self._download.run(fill, backend, policy, fetch, stale)
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the readers
-            if not isinstance(exc, (VaultError, NoRoom)):
+            if self._closed:
+                log.info("fill of %s cut short by the stop", fill.key)
+            elif not isinstance(exc, (VaultError, NoRoom)):
                 log.exception("fill of %s failed", fill.key)
             self._forget(fill)  # first: the next request must start a new fill
             fill.failed(exc)
