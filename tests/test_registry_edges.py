@@ -240,6 +240,21 @@ def test_a_layer_shared_by_two_registry_backends_is_stored_once(upstream, make_v
             ) == (1, 0)
 
 
+def test_a_blob_one_registry_lacks_is_still_fetched_through_another(upstream, make_vault):
+    """A 404 is remembered for a while (negative_ttl), but only by the backend whose upstream
+    said it: blobs are keyed by digest alone, and another registry may have this one."""
+    layer = b"only in two" * 100
+    digest = "sha256:" + hashlib.sha256(layer).hexdigest()
+    upstream.add(f"/v2/two/blobs/{digest}", layer)
+    vault = make_vault([backend(upstream.url), backend(upstream.url, prefix="/s/")])
+    for _ in range(2):
+        r = requests.get(f"{vault.url}/v2/r/one/blobs/{digest}", timeout=10)
+        assert r.status_code == 404 and r.json()["errors"][0]["code"] == "BLOB_UNKNOWN"
+    assert upstream.count(f"/v2/one/blobs/{digest}") == 1  # the second 404 was remembered
+    r = requests.get(f"{vault.url}/v2/s/two/blobs/{digest}", timeout=10)
+    assert r.status_code == 200 and r.content == layer
+
+
 def test_routing_takes_ns_then_the_prefix_segment_then_the_default(upstream, make_vault):
     """When they disagree: ?ns= names the upstream (and the whole path is the image name
     unless it starts with that backend's own prefix), else the first segment, else the

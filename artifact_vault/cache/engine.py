@@ -147,7 +147,9 @@ class Cache:
         now = time.time()
         entry = self.index.get(key)
         if entry is not None and entry.status != 200:
-            if entry.is_fresh(now):
+            # Only the backend that was told 404 remembers it: a key shared by backends (a
+            # registry blob) may well be in another backend's upstream.
+            if entry.is_fresh(now) and entry.backend == backend:
                 raise UpstreamNotFound(f"{key} is not found upstream (remembered)")
             entry = None
         path = None if entry is None else self.blobs.present(entry.digest or "", entry.size)
