@@ -63,7 +63,9 @@ def test_a_body_matching_the_expected_digest_is_committed(cache):
 
 
 def test_a_digest_mismatch_breaks_the_transfer_and_keeps_nothing(cache):
-    with pytest.raises(TransferAborted):
+    # Broken mid-body, or (the body is small, and the fill may be checked and failed before
+    # the reader opens its file) refused with the upstream's error: never a clean body.
+    with pytest.raises((TransferAborted, IntegrityError)):
         read_all(cache, Policy(digest="0" * 64), BODY)
     assert cache.index.get("k") is None
     assert list(cache.blobs.tmp_dir.iterdir()) == []
