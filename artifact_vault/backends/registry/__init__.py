@@ -91,12 +91,11 @@ class RegistryBackend(BackendBase):
         self._upstream.close()
 
     def _behind(self, work: Callable[..., None], *args: object) -> None:
-        """Run ``work`` on the background pool, unless a stop has begun."""
-        if not self._stopping.is_set():
-            try:
-                self._prefetch.submit(work, *args)
-            except RuntimeError:  # the pool was shut down meanwhile
-                pass
+        """Run ``work`` on the background pool, unless a stop has begun (and shut it)."""
+        try:
+            self._prefetch.submit(work, *args)
+        except RuntimeError:  # shut down: a stop has begun
+            pass
 
     @staticmethod
     def client_path(spec: BackendSpec, key: str) -> str | None:
