@@ -28,6 +28,15 @@ from .registry_fixtures import (  # noqa: F401 (fixtures for every test module)
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 20) -> None:
+    """Poll ``condition`` until it holds; fail with ``what`` (what did not happen) if it does
+    not within ``timeout``: for work Vault does in the background."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
 @pytest.fixture
 def upstream() -> Iterator[FakeUpstream]:
     server = FakeUpstream()

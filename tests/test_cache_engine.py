@@ -6,7 +6,6 @@ import errno
 import hashlib
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,8 @@ from artifact_vault.cache import Cache, Policy
 from artifact_vault.config import CacheSettings
 from artifact_vault.errors import IntegrityError, TransferAborted
 from artifact_vault.metrics import Metrics
+
+from .conftest import wait_for
 
 BODY = b"artifact bytes " * 1000
 DIGEST = hashlib.sha256(BODY).hexdigest()
@@ -321,9 +322,6 @@ def test_a_fill_cut_short_by_the_stop_is_one_line_not_a_traceback(tmp_path, capl
     assert committing.wait(10)
     cache.close()  # removes the temp file the commit is about to move
     closed.set()
-    deadline = time.monotonic() + 10
-    while cache.fills_in_progress():
-        assert time.monotonic() < deadline, "the fill did not end"
-        time.sleep(0.01)
+    wait_for(lambda: not cache.fills_in_progress(), "the fill did not end")
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert "fill of k cut short by the stop" in caplog.text

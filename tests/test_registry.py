@@ -25,6 +25,7 @@ from .registry_fixtures import (
     sha256_digest,
     skopeo_copy,
 )
+from .conftest import wait_for
 from .test_app import raw_request
 
 LAYERS = [b"layer one\n" * 1000, {"bin/app": b"\x7fELF" + b"x" * 50_000, "etc/conf": b"a=1\n"}]
@@ -120,10 +121,8 @@ def test_a_fetched_manifest_brings_its_blobs_before_the_client_asks(registry, im
     r = requests.get(f"{vault.url}/v2/hub/team/app/manifests/v1",
                      headers={"Accept": MANIFEST_ACCEPT}, timeout=10)
     assert r.status_code == 200 and r.content == image.manifest
-    deadline = time.monotonic() + 20
-    while not all(vault.app.cache.cached(f"oci blob {d}") for d in image.blob_digests):
-        assert time.monotonic() < deadline, "the blobs were not fetched ahead"
-        time.sleep(0.05)
+    wait_for(lambda: all(vault.app.cache.cached(f"oci blob {d}") for d in image.blob_digests),
+             "the blobs were not fetched ahead")
     assert registry.blob_gets("team/app") == {d: 1 for d in image.blob_digests}
     registry.stop()
     out = pull(vault.url, "hub/team/app:v1", tmp_path / "out")
@@ -142,16 +141,13 @@ def test_a_platform_manifest_already_cached_still_brings_its_blobs(registry, mak
     r = requests.get(f"{base}/1", headers={"Accept": MANIFEST_ACCEPT}, timeout=10)
     amd, arm = (next(m["digest"] for m in r.json()["manifests"]
                      if m["platform"]["architecture"] == arch) for arch in ("amd64", "arm64"))
-    deadline = time.monotonic() + 20
-    while not vault.app.cache.cached(f"hub manifest team/multi@{amd}"):
-        assert time.monotonic() < deadline, "the index's children were not fetched ahead"
-        time.sleep(0.05)
+    wait_for(lambda: vault.app.cache.cached(f"hub manifest team/multi@{amd}"),
+             "the index's children were not fetched ahead")
     child = requests.get(f"{base}/{amd}", headers={"Accept": MANIFEST_ACCEPT}, timeout=10)
     assert child.headers["X-Cache"] == "HIT"
     wanted = [d for d, _ in oci.blobs(child.content)]
-    while not all(vault.app.cache.cached(f"oci blob {d}") for d in wanted):
-        assert time.monotonic() < deadline, "the blobs were not fetched ahead"
-        time.sleep(0.05)
+    wait_for(lambda: all(vault.app.cache.cached(f"oci blob {d}") for d in wanted),
+             "the blobs were not fetched ahead")
     vault.settle()
     assert registry.blob_gets() == {d: 1 for d in wanted}
     assert not {d for d, _ in oci.blobs(pushed.children[arm])} & set(registry.blob_gets())

@@ -14,6 +14,7 @@ import requests
 from artifact_vault.backends.registry import oci
 from artifact_vault.backends.registry.auth import parse_challenge
 
+from .conftest import wait_for
 from .fake_upstream import FakeUpstream
 from .registry_fixtures import build_image, push
 
@@ -139,10 +140,8 @@ def test_a_blob_fetched_ahead_that_fails_its_digest_is_logged_and_not_kept(upstr
     vault = make_vault([backend(upstream.url, prefetch_blobs=True)])
     r = requests.get(f"{vault.url}/v2/r/a/manifests/1", headers={"Accept": OCI}, timeout=10)
     assert r.status_code == 200
-    deadline = time.monotonic() + 10
-    while not any("ahead of the client" in rec.getMessage() for rec in caplog.records):
-        assert time.monotonic() < deadline, "no warning about the blob fetched ahead"
-        time.sleep(0.05)
+    wait_for(lambda: any("ahead of the client" in rec.getMessage() for rec in caplog.records),
+             "no warning about the blob fetched ahead")
     (line,) = [rec.getMessage() for rec in caplog.records
                if "ahead of the client" in rec.getMessage()]
     assert digest in line and "does not match" in line
@@ -166,10 +165,8 @@ def test_a_stop_fetches_nothing_more_ahead(upstream, make_vault):
     vault = make_vault([backend(upstream.url, prefetch_blobs=True)])
     url = f"{vault.url}/v2/r/a/manifests/1"
     assert requests.get(url, headers={"Accept": OCI}, timeout=10).status_code == 200
-    deadline = time.monotonic() + 10
-    while not upstream.count(f"/v2/a/blobs/{digests[0]}"):
-        assert time.monotonic() < deadline, "the config was not fetched ahead"
-        time.sleep(0.02)
+    wait_for(lambda: upstream.count(f"/v2/a/blobs/{digests[0]}"),
+             "the config was not fetched ahead")
     vault.app.stop_background()  # what the SIGTERM handler does first
     held.set()
     vault.settle()
