@@ -40,6 +40,9 @@ time limit; the temp dir is removed unless --keep.
 JSON load, each under `py-spy record` (it slows Vault down a lot, so the timed runs are never
 profiled); it prints the functions with the most samples.
 
+--pin gives the proxy under test (Vault, proxpi, devpi) the last CPU and keeps pip and uv on
+the others (see common.pin_proxy); unpinned, they share every CPU, as on one small machine.
+
 Ratios printed at the end (targets in brackets): warm Vault / best of proxpi and devpi [<= 1.0],
 cold Vault / direct [<= 1.10], Vault wrk req/s / best other [>= 2.0]. Vault's upstream
 requests per phase come from its access log (cache=MISS lines) and its /metrics.
@@ -68,7 +71,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import BenchTimeout, _pdeathsig, free_port, guard, print_table  # noqa: E402
+from bench.common import (  # noqa: E402
+    BenchTimeout,
+    _pdeathsig,
+    free_port,
+    guard,
+    pin_proxy,
+    print_table,
+)
 
 _VENV_PY = ROOT / ".venv" / "bin" / "python"
 PYTHON = str(_VENV_PY) if _VENV_PY.exists() else sys.executable
@@ -81,6 +91,7 @@ SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 PAGE_PROJECT = "numpy"
 CLIENT_TIMEOUT = 900
 CLIENT_HTTP_TIMEOUT: int | None = None  # --client-timeout: pip --timeout, UV_HTTP_TIMEOUT
+PROXY_CPUS: set[int] | None = None  # --pin: the CPU the proxies under test run on
 
 
 def log(msg: str) -> None:
@@ -110,6 +121,12 @@ def dir_bytes(path: Path) -> int:
 
 # -- the servers ------------------------------------------------------------------------------
 
+def _pinned() -> None:
+    _pdeathsig()
+    if PROXY_CPUS:
+        os.sched_setaffinity(0, PROXY_CPUS)
+
+
 class Server:
     """A proxy under test, in a process group of its own, with its log in ``self.log_path``."""
 
@@ -135,7 +152,7 @@ class Server:
         with open(self.log_path, "ab") as logf:
             self.proc = subprocess.Popen(list(args), stdout=logf, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, cwd=self.work, env=env,
-                                         start_new_session=True, preexec_fn=_pdeathsig)
+                                         start_new_session=True, preexec_fn=_pinned)
 
     def _wait_http(self, path: str, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -737,12 +754,14 @@ def main() -> int:
                     help="add an untimed pass profiling Vault with py-spy record")
     ap.add_argument("--out", default=None, help="keep server logs and profiles in this dir")
     ap.add_argument("--keep", action="store_true", help="do not remove the temp dir")
+    ap.add_argument("--pin", action="store_true",
+                    help="the proxy under test on a CPU of its own (see the docstring)")
     ap.add_argument("--time-limit", type=int, default=5400, help="seconds for the whole run")
     ap.add_argument("--client-timeout", type=int, default=None,
                     help="HTTP read timeout for the clients (pip --timeout, UV_HTTP_TIMEOUT); "
                          "default: theirs (pip 15 s, uv 30 s), which devpi's cold pages exceed")
     args = ap.parse_args()
-    global CLIENT_HTTP_TIMEOUT
+    global CLIENT_HTTP_TIMEOUT, PROXY_CPUS
     CLIENT_HTTP_TIMEOUT = args.client_timeout
     targets = [t for t in args.targets.split(",") if t]
     clients = [c for c in args.clients.split(",") if c]
@@ -753,6 +772,9 @@ def main() -> int:
         if not shutil.which(tool):
             ap.error(f"{tool} is not installed (use --wrk-seconds 0 to skip it)")
     guard(args.time_limit)
+    if args.pin:
+        PROXY_CPUS = pin_proxy()
+        log(f"pinned: proxies on CPU {PROXY_CPUS}, the clients on {os.sched_getaffinity(0)}")
     work = Path(tempfile.mkdtemp(prefix="pypi-compare-"))
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,11 @@ Vault / direct [<= 1.10]; then Vault's access-log lines of its last cold pull as
 
     .venv/bin/python bench/registry_compare.py              # ~2-4 minutes
     .venv/bin/python bench/registry_compare.py --rounds 5 --concurrency 8 --keep
+    .venv/bin/python bench/registry_compare.py --rounds 5 --pin
+
+--pin gives the proxy under test (Vault, distproxy) the last CPU and keeps skopeo, the
+upstream registry and the counting proxy on the others (see common.pin_proxy); unpinned,
+everything shares every CPU, as it would on one small machine.
 
 Needs the Debian packages docker-registry and skopeo. Peak disk use is about
 (concurrency + 4) x image size (~1 GB with the defaults), all in the temp dir (set
@@ -80,6 +85,7 @@ from bench.common import (  # noqa: E402
     curl_get,
     environment,
     guard,
+    pin_proxy,
     popen,
     print_table,
     stop_process,
@@ -113,10 +119,12 @@ def log(msg: str) -> None:
 class VaultProc:
     """Vault as a real process with one registry-v2 backend at /hub/ in front of ``upstream``."""
 
-    def __init__(self, upstream_url: str, workdir: Path, threads: int = 32) -> None:
+    def __init__(self, upstream_url: str, workdir: Path, threads: int = 32,
+                 cpus: set[int] | None = None) -> None:
         self.upstream_url = upstream_url
         self.workdir = workdir
         self.threads = threads
+        self.cpus = cpus
         self.cache_dir = workdir / "cache"
         self.log_path = workdir / "vault.log"
         self.proc: subprocess.Popen | None = None
@@ -152,8 +160,9 @@ class VaultProc:
         config_path.write_text(yaml.safe_dump(config))
         with open(self.log_path, "ab") as f:
             self.proc = popen([PYTHON, str(ROOT / "main.py"), "--config", str(config_path)],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=f,
-                              cwd=self.workdir, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                              cpus=self.cpus, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=f, cwd=self.workdir,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
         try:
             deadline = time.monotonic() + 30
             while True:
@@ -182,9 +191,10 @@ class VaultProc:
 class DistProxy:
     """distribution 2.8 in pull-through cache mode (``proxy: remoteurl``), its own storage."""
 
-    def __init__(self, remote_url: str, workdir: Path) -> None:
+    def __init__(self, remote_url: str, workdir: Path, cpus: set[int] | None = None) -> None:
         self.remote_url = remote_url
         self.workdir = workdir
+        self.cpus = cpus
         self.storage = workdir / "storage"
         self.log_path = workdir / "registry.log"
         self.proc: subprocess.Popen | None = None
@@ -225,7 +235,7 @@ class DistProxy:
             config_path.write_text(yaml.safe_dump(config, sort_keys=False))
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.workdir)}
             with open(self.log_path, "ab") as f:
-                self.proc = popen([REGISTRY_BIN, "serve", str(config_path)],
+                self.proc = popen([REGISTRY_BIN, "serve", str(config_path)], cpus=self.cpus,
                                   stdin=subprocess.DEVNULL, stdout=f, stderr=f, env=env,
                                   cwd=self.workdir)
             try:
@@ -374,6 +384,10 @@ def fmt_s(value: float | None) -> str:
 
 def run(args: argparse.Namespace, tmp: Path) -> None:
     require_tools(REGISTRY_BIN, "skopeo")
+    proxy_cpus = pin_proxy() if args.pin else None
+    if args.pin:
+        print(f"pinned: proxies on CPU {proxy_cpus}, skopeo and the upstream on "
+              f"{os.sched_getaffinity(0)}")
     log(f"building the image: {args.layers} x {args.layer_mib} MiB layers")
     build_big_image(tmp / "img", args.layers, args.layer_mib * MiB)
     with contextlib.ExitStack() as stack:
@@ -397,8 +411,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         vault, dist = Target("vault"), Target("distproxy")
         vault_cold_log: tuple[Pull, list[str]] | None = None
         factories: list[tuple[Target, Callable[[Path], VaultProc | DistProxy]]] = [
-            (vault, lambda d: VaultProc(reg.url, d, threads=args.threads)),
-            (dist, lambda d: DistProxy(reg.url, d)),
+            (vault, lambda d: VaultProc(reg.url, d, threads=args.threads, cpus=proxy_cpus)),
+            (dist, lambda d: DistProxy(reg.url, d, cpus=proxy_cpus)),
         ]
         live: dict[str, VaultProc | DistProxy] = {}
 
@@ -597,6 +611,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=32, help="Vault's waitress threads")
     parser.add_argument("--time-limit", type=int, default=1200, help="seconds, whole script")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (prints it)")
+    parser.add_argument("--pin", action="store_true",
+                        help="the proxy under test on a CPU of its own (see the docstring)")
     args = parser.parse_args()
     guard(args.time_limit)
     print(environment())
