@@ -2,9 +2,12 @@
 """pip and uv through Vault's pypi backend, proxpi, devpi-server and straight from PyPI.
 
 For the fixed requirements list bench/pypi_requirements.txt (29 pinned packages, large binary
-wheels among them) this times, for each target and client, one COLD run (the proxy has just
+wheels among them) this times, for each target and client, COLD runs (the proxy has just
 been started on an empty cache) and WARM runs (the same proxy again, after its background
-downloads have finished), then measures cache-hit index pages per second with wrk:
+downloads have finished), then measures cache-hit index pages per second with wrk. The cold
+runs go round by round: in each, every client against every target in turn, so that the
+network's swings hit them alike (run one target after another, the direct runs and Vault's
+were minutes apart, and their ratio moved with the network).
 
     pip   python -m pip --isolated --disable-pip-version-check --no-cache-dir
               download -d DIR -r REQS --index-url URL
@@ -554,58 +557,59 @@ def fmt_s(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
-def bench_target(name: str, clients: list[str], args: argparse.Namespace, work: Path,
-                 bench_bin: Path | None, cells: dict[tuple[str, str], Cell],
-                 wrks: dict[tuple[str, str], WrkResult]) -> None:
-    for ci, client in enumerate(clients):
-        cell = cells.setdefault((name, client), Cell())
-        for cold_round in range(args.cold_rounds):
-            tdir = work / f"{name}-{client}-{cold_round}"
-            tdir.mkdir()
-            server = TARGETS[name](tdir, bench_bin)
-            try:
-                log(f"{name}: starting for {client} cold round {cold_round + 1}")
-                server.start()
-                vault = server if isinstance(server, Vault) else None
-                phases = [("cold", 1)] + ([] if name == "direct" or cold_round
-                                          else [("warm", args.warm_rounds)])
-                for phase, count in phases:
-                    for i in range(count):
-                        off = vault.log_offset() if vault else 0
-                        m0 = vault.metrics() if vault else {}
-                        log(f"{name}: {client} {phase} run {i + 1}/{count}")
-                        run = run_client(client, server.index_url, work)
-                        run.settle = server.settle()
-                        if vault:
-                            run.access = vault.access_counts(off)
-                            m1 = vault.metrics()
-                            run.upstream_requests = (
-                                m1.get("vault_upstream_latency_seconds_count", 0)
-                                - m0.get("vault_upstream_latency_seconds_count", 0))
-                            run.upstream_mb = (m1.get("vault_upstream_bytes_total", 0)
-                                               - m0.get("vault_upstream_bytes_total", 0)) / 2**20
-                        log(f"{name}: {client} {phase}: {fmt_s(run.seconds)}s ok={run.ok} "
-                            f"{run.note} (settled in {run.settle:.1f}s)")
-                        (cell.cold if phase == "cold" else cell.warm).append(run)
-                if name != "direct" and cold_round == 0 and ci == len(clients) - 1 \
-                        and args.wrk_seconds > 0:
-                    for label, accept in (("json", JSON_ACCEPT), ("html", "text/html")):
-                        log(f"{name}: wrk {label} on {server.page_path(PAGE_PROJECT)}")
-                        try:
-                            wrks[(name, label)] = wrk_page(server, accept, args.wrk_seconds)
-                        except Exception as exc:  # noqa: BLE001 - report and go on
-                            wrks[(name, label)] = WrkResult(note=f"{type(exc).__name__}: {exc}")
-            except (BenchTimeout, KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as exc:  # noqa: BLE001 - one target failing must not hide the rest
-                log(f"{name}: FAILED: {type(exc).__name__}: {exc}")
-                cell.cold.append(Run(note=f"{type(exc).__name__}: {str(exc)[:300]}"))
-            finally:
-                server.stop()
-                if args.out:
-                    with contextlib.suppress(OSError):
-                        shutil.copy(server.log_path, Path(args.out) / f"{tdir.name}.log")
-                shutil.rmtree(tdir, ignore_errors=True)
+def bench_round(name: str, client: str, last_client: bool, cold_round: int,
+                args: argparse.Namespace, work: Path, bench_bin: Path | None,
+                cells: dict[tuple[str, str], Cell], wrks: dict[tuple[str, str], WrkResult]
+                ) -> None:
+    """One cold run of ``client`` against a fresh ``name``; in the first round also its warm
+    runs, and after the last client wrk."""
+    cell = cells.setdefault((name, client), Cell())
+    tdir = work / f"{name}-{client}-{cold_round}"
+    tdir.mkdir()
+    server = TARGETS[name](tdir, bench_bin)
+    try:
+        log(f"{name}: starting for {client} cold round {cold_round + 1}")
+        server.start()
+        vault = server if isinstance(server, Vault) else None
+        phases = [("cold", 1)] + ([] if name == "direct" or cold_round
+                                  else [("warm", args.warm_rounds)])
+        for phase, count in phases:
+            for i in range(count):
+                off = vault.log_offset() if vault else 0
+                m0 = vault.metrics() if vault else {}
+                log(f"{name}: {client} {phase} run {i + 1}/{count}")
+                run = run_client(client, server.index_url, work)
+                run.settle = server.settle()
+                if vault:
+                    run.access = vault.access_counts(off)
+                    m1 = vault.metrics()
+                    run.upstream_requests = (
+                        m1.get("vault_upstream_latency_seconds_count", 0)
+                        - m0.get("vault_upstream_latency_seconds_count", 0))
+                    run.upstream_mb = (m1.get("vault_upstream_bytes_total", 0)
+                                       - m0.get("vault_upstream_bytes_total", 0)) / 2**20
+                log(f"{name}: {client} {phase}: {fmt_s(run.seconds)}s ok={run.ok} "
+                    f"{run.note} (settled in {run.settle:.1f}s)")
+                (cell.cold if phase == "cold" else cell.warm).append(run)
+        if name != "direct" and cold_round == 0 and last_client \
+                and args.wrk_seconds > 0:
+            for label, accept in (("json", JSON_ACCEPT), ("html", "text/html")):
+                log(f"{name}: wrk {label} on {server.page_path(PAGE_PROJECT)}")
+                try:
+                    wrks[(name, label)] = wrk_page(server, accept, args.wrk_seconds)
+                except Exception as exc:  # noqa: BLE001 - report and go on
+                    wrks[(name, label)] = WrkResult(note=f"{type(exc).__name__}: {exc}")
+    except (BenchTimeout, KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - one target failing must not hide the rest
+        log(f"{name}: FAILED: {type(exc).__name__}: {exc}")
+        cell.cold.append(Run(note=f"{type(exc).__name__}: {str(exc)[:300]}"))
+    finally:
+        server.stop()
+        if args.out:
+            with contextlib.suppress(OSError):
+                shutil.copy(server.log_path, Path(args.out) / f"{tdir.name}.log")
+        shutil.rmtree(tdir, ignore_errors=True)
 
 
 def profile_pass(clients: list[str], args: argparse.Namespace, work: Path, bench_bin: Path,
@@ -790,8 +794,13 @@ def main() -> int:
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
                 log(f"could not install the other proxies: {exc}; going on without them")
                 targets = [t for t in targets if t not in ("proxpi", "devpi")]
-        for name in targets:
-            bench_target(name, clients, args, work, bench_bin, cells, wrks)
+        # Round by round, each client against each target in turn, so that the network's
+        # swings (minutes long, tens of percent against the real PyPI) hit every target alike.
+        for cold_round in range(args.cold_rounds):
+            for ci, client in enumerate(clients):
+                for name in targets:
+                    bench_round(name, client, ci == len(clients) - 1, cold_round, args, work,
+                                bench_bin, cells, wrks)
         if args.py_spy and bench_bin and (bench_bin / "py-spy").exists():
             profile_pass(clients, args, work, bench_bin, profiles)
     except (BenchTimeout, KeyboardInterrupt) as exc:
