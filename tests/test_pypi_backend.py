@@ -117,12 +117,27 @@ def test_json_rendering_tells_what_the_model_holds():
     links = render.Links("http://vault/pypi/files/a/", frozenset(["cd" * 32]))
     back = parse_page(render.project_json(project, links), JSON, "http://vault/pypi/simple/a/", "a")
     assert back.files == tuple(
-        msgspec.structs.replace(f, url=links(f)[0], core_metadata=links(f)[1] or False)
-        for f in files)
+        msgspec.structs.replace(f, url=url, core_metadata=metadata or False)
+        for f, url, metadata in links.each(project))
     doc = json.loads(render.project_json(project, links))
     assert doc["files"][1] == {"filename": "a 1.1.tar.gz", "hashes": {}, "yanked": False,
                                "url": links.url(files[1].id, "a 1.1.tar.gz")}
     assert doc["files"][2]["dist-info-metadata"] == doc["files"][2]["core-metadata"] is True
+
+
+@pytest.mark.parametrize("names", [["a-1.0.tar.gz", "a-1.0-py3-none-any.whl"],
+                                   ["a-1.0.tar.gz", "a 1.1.tar.gz", "a%2F1.2.zip"]])
+def test_a_page_renders_each_file_as_its_own_url_says(names):
+    """``Links.each`` builds every URL in one loop when no name needs quoting; the result is
+    what ``Links.url`` gives file by file, ids included (one upper-case, one missing)."""
+    hashes = [{"sha256": "AB" * 32}, {}, {"sha256": "cd" * 32}]
+    files = tuple(model.File(n, f"https://files.test/{i}", h)
+                  for i, (n, h) in enumerate(zip(names, hashes)))
+    project = model.Project("a", (), files)
+    links = render.Links("http://vault/pypi/files/a/", frozenset([files[0].id]))
+    assert project.ids == tuple(f.id for f in files)
+    assert list(links.each(project)) == [
+        (f, links.url(f.id, f.filename), True if i == 0 else None) for i, f in enumerate(files)]
 
 
 @pytest.fixture

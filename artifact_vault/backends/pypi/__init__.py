@@ -236,8 +236,9 @@ class PypiBackend(BackendBase):
         prefix = self._file_key(name, "", "")[:-1]  # "<backend> file <project>/"
         cached = [key[len(prefix):].split("/", 1) for key in self._cache.index.keys_under(prefix)]
         wheels = {file_id for file_id, filename in cached if filename.endswith(".whl")}
-        found = frozenset(wheels.intersection(f.id for f in project.files if not f.core_metadata)
-                          ) if wheels else frozenset()
+        found = frozenset(wheels.intersection(
+            file_id for f, file_id in zip(project.files, project.ids) if not f.core_metadata)
+        ) if wheels else frozenset()
         self._memo.put(memo_key, (now, digest, found), 64 * len(found) + 64)
         return found
 

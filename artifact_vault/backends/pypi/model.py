@@ -68,6 +68,12 @@ class Project:
     files: tuple[File, ...]
 
     @cached_property
+    def ids(self) -> tuple[str, ...]:
+        """``File.id`` of every file, in order, worked out once per parsed page: rendering it
+        in either format and looking for extractable metadata all need them."""
+        return tuple(f.id for f in self.files)
+
+    @cached_property
     def _positions(self) -> dict[str, int]:
         """Where the first file of each name is, as the page lists them."""
         found: dict[str, int] = {}

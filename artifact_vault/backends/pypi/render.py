@@ -28,6 +28,7 @@ _FORMATS = {"json": JSON, "html": HTML, "text/html": TEXT_HTML, JSON: JSON, HTML
 _ANCHOR = re.compile(rb"<a\b[^>]*>([^<]*)</a>", re.IGNORECASE)
 _JSON_NAME = re.compile(rb'"name"\s*:\s*"([^"\\]*)"')
 _ENCODE = msgspec.json.Encoder().encode
+_PLAIN_CHARS = re.compile(r"[A-Za-z0-9_.~-]*")  # what PLAIN_NAME allows
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,20 @@ class Links:
     def url(self, file_id: str, filename: str) -> str:
         return f"{self.base}{file_id}/{filename if PLAIN_NAME(filename) else quote(filename)}"
 
-    def __call__(self, f: File) -> tuple[str, bool | dict[str, str] | None]:
-        """A file as rendered: its URL (no fragment) and the metadata to announce, or None."""
-        file_id = f.id
-        metadata = f.core_metadata or (file_id in self.extractable) or None
-        return self.url(file_id, f.filename), metadata
+    def each(self, project: Project) -> Iterator[tuple[File, str, bool | dict[str, str] | None]]:
+        """Every file as rendered: with its URL (no fragment) and the metadata to announce,
+        or None. The names are checked for characters to quote all at once, and the URLs
+        built in this one loop: a method call or two per file took half the time it takes to
+        render a large page (pydantic-core: 15,000 files)."""
+        files, base, extractable = project.files, self.base, self.extractable
+        if _PLAIN_CHARS.fullmatch("".join(f.filename for f in files)):
+            for f, file_id in zip(files, project.ids):
+                yield (f, f"{base}{file_id}/{f.filename}",
+                       f.core_metadata or (file_id in extractable) or None)
+        else:
+            for f, file_id in zip(files, project.ids):
+                yield (f, self.url(file_id, f.filename),
+                       f.core_metadata or (file_id in extractable) or None)
 
 
 def choose(accept: str | None, format_param: str | None) -> str | None:
@@ -80,8 +90,7 @@ def project_html(project: Project, links: Links) -> bytes:
              f'<meta name="pypi:repository-version" content="{API_VERSION}">',
              f"<title>Links for {html.escape(project.name)}</title>", "</head>", "<body>",
              f"<h1>Links for {html.escape(project.name)}</h1>"]
-    for f in project.files:
-        url, metadata = links(f)
+    for f, url, metadata in links.each(project):
         attrs = [f'href="{html.escape(url + _fragment(f))}"']
         if f.requires_python:
             attrs.append(f'data-requires-python="{html.escape(f.requires_python)}"')
@@ -113,12 +122,9 @@ class _JsonFile(msgspec.Struct, omit_defaults=True, gc=False):
 
 
 def project_json(project: Project, links: Links) -> bytes:
-    files = []
-    for f in project.files:
-        url, metadata = links(f)
-        metadata = metadata or False
-        files.append(_JsonFile(f.filename, url, f.hashes, f.yanked, f.requires_python, f.size,
-                               f.upload_time, metadata, metadata))
+    files = [_JsonFile(f.filename, url, f.hashes, f.yanked, f.requires_python, f.size,
+                       f.upload_time, metadata or False, metadata or False)
+             for f, url, metadata in links.each(project)]
     return _ENCODE({"meta": {"api-version": API_VERSION}, "name": project.name,
                     "versions": list(project.versions), "files": files})
 
