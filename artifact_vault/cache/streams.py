@@ -17,6 +17,7 @@ from requests.structures import CaseInsensitiveDict
 from ..errors import TransferAborted, VaultError
 
 READ_CHUNK = 256 * 1024  # per yield to the server: its buffers hold a few of these per client
+_HASH_INLINE = 1024 * 1024  # a body up to this size is hashed without a thread (``Hasher``)
 
 
 class Fetched(Protocol):
@@ -58,28 +59,40 @@ class Answer:
 
 
 class Hasher:
-    """sha256 on a thread of its own: hashlib releases the GIL on large buffers, so hashing
-    runs alongside receiving and writing instead of after each chunk (a cold fill is CPU-bound
-    on small machines). ``hexdigest`` waits for the last chunk."""
+    """sha256 of a body as it arrives. Past its first MiB, on a thread of its own: hashlib
+    releases the GIL on large buffers, so hashing runs alongside receiving and writing instead
+    of after each chunk (a cold fill is CPU-bound on small machines). A smaller body (a page,
+    a manifest, most metadata) is hashed in the caller's thread: a thread's start and join
+    cost more than that. ``hexdigest`` waits for the last chunk."""
 
     def __init__(self) -> None:
         self._sha = hashlib.sha256()
-        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
-        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
-        self._thread.start()
+        self._inline = _HASH_INLINE  # bytes left to hash here before a thread takes over
+        self._chunks: queue.Queue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
         self._digest: str | None = None
 
     def update(self, chunk: bytes) -> None:
+        if self._chunks is None:
+            if len(chunk) <= self._inline:
+                self._inline -= len(chunk)
+                self._sha.update(chunk)
+                return
+            self._chunks = queue.Queue(maxsize=16)
+            self._thread = threading.Thread(target=self._run, args=(self._chunks,),
+                                            name="sha256", daemon=True)
+            self._thread.start()
         self._chunks.put(chunk)
 
-    def _run(self) -> None:
-        while (chunk := self._chunks.get()) is not None:
+    def _run(self, chunks: queue.Queue[bytes | None]) -> None:
+        while (chunk := chunks.get()) is not None:
             self._sha.update(chunk)
 
     def hexdigest(self) -> str:
         if self._digest is None:
-            self._chunks.put(None)
-            self._thread.join()
+            if self._chunks is not None and self._thread is not None:
+                self._chunks.put(None)
+                self._thread.join()
             self._digest = self._sha.hexdigest()
         return self._digest
 
