@@ -605,11 +605,16 @@ def bench_round(name: str, client: str, last_client: bool, cold_round: int,
         log(f"{name}: FAILED: {type(exc).__name__}: {exc}")
         cell.cold.append(Run(note=f"{type(exc).__name__}: {str(exc)[:300]}"))
     finally:
-        server.stop()
-        if args.out:
-            with contextlib.suppress(OSError):
-                shutil.copy(server.log_path, Path(args.out) / f"{tdir.name}.log")
-        shutil.rmtree(tdir, ignore_errors=True)
+        dispose(server, tdir, args)
+
+
+def dispose(server: Server, tdir: Path, args: argparse.Namespace) -> None:
+    """Stop ``server``, keep its log (--out) and remove its directory."""
+    server.stop()
+    if args.out:
+        with contextlib.suppress(OSError):
+            shutil.copy(server.log_path, Path(args.out) / f"{tdir.name}.log")
+    shutil.rmtree(tdir, ignore_errors=True)
 
 
 def profile_pass(clients: list[str], args: argparse.Namespace, work: Path, bench_bin: Path,
@@ -645,11 +650,7 @@ def profile_pass(clients: list[str], args: argparse.Namespace, work: Path, bench
         except Exception as exc:  # noqa: BLE001
             log(f"py-spy pass failed: {type(exc).__name__}: {exc}")
         finally:
-            vault.stop()
-            if args.out:
-                with contextlib.suppress(OSError):
-                    shutil.copy(vault.log_path, Path(args.out) / f"{tdir.name}.log")
-            shutil.rmtree(tdir, ignore_errors=True)
+            dispose(vault, tdir, args)
 
 
 def report(args: argparse.Namespace, targets: list[str], clients: list[str],
