@@ -18,8 +18,6 @@ from .cache.blobs import BlobStore
 from .cache.index import Entry, Index
 from .config import BackendSpec
 
-_BLOB_KEY = "oci blob "
-
 
 class Catalog:
     def __init__(self, specs: Sequence[BackendSpec], index: Index, blobs: BlobStore) -> None:
@@ -32,8 +30,8 @@ class Catalog:
         """Client paths of ``entry``: one for most; one per repository for a registry blob
         (found through the cached manifests that list it); none if its backend is gone from the
         config or no cached manifest lists the blob."""
-        if entry.key.startswith(_BLOB_KEY):
-            return self._blob_map().get(entry.key[len(_BLOB_KEY):], [])
+        if entry.key.startswith(oci.BLOB_KEY):
+            return self._blob_map().get(entry.key[len(oci.BLOB_KEY):], [])
         spec = self._specs.get(entry.backend)
         if spec is None:
             return []

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from .app import App
+from .backends.registry import oci
 from .cache.index import Entry
 from .catalog import Catalog
 
@@ -37,7 +38,7 @@ def repair(app: App, catalog: Catalog, entries: Iterable[Entry]) -> list[Repaire
     blobs, so a blob whose manifest was damaged too can still be found through it. The catalog
     must have been asked about the entries before they were removed (``Catalog.prepare``)."""
     results = []
-    for entry in sorted(entries, key=lambda e: e.key.startswith("oci blob ")):
+    for entry in sorted(entries, key=lambda e: e.key.startswith(oci.BLOB_KEY)):
         paths = catalog.paths(entry)
         if entry.status != 200 or not paths:
             results.append(Repaired(entry.key, None, None))

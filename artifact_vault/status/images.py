@@ -117,7 +117,7 @@ class Images:
         with self._lock:
             if key in self._seen:
                 return str(self._seen[key].get("platform", ""))
-        entry = self._catalog.entry(f"oci blob {config_digest}") if config_digest else None
+        entry = self._catalog.entry(oci.BLOB_KEY + config_digest) if config_digest else None
         raw = self._read(entry[0], MAX_CONFIG) if entry and entry[0] else None
         try:
             platform = oci.platform_of(json.loads(raw)) if raw else ""

@@ -255,9 +255,10 @@ class RegistryBackend(BackendBase):
         for digest, size in blobs:
             if self._stopping.is_set():
                 return
-            if not self._cache.cached(_blob_key(digest)):
+            key = oci.BLOB_KEY + digest
+            if not self._cache.cached(key):
                 try:
-                    self._cache.get_complete(self.name, _blob_key(digest),
+                    self._cache.get_complete(self.name, key,
                                              Policy(ttl=None, digest=digest[7:], size=size),
                                              self._blob_fetch(name, digest))
                 except VaultError as exc:
@@ -277,7 +278,7 @@ class RegistryBackend(BackendBase):
         try:
             # Keyed by digest alone: a layer shared by two images, repositories or backends is
             # fetched and stored once.
-            served = self._cache.get(self.name, _blob_key(ref),
+            served = self._cache.get(self.name, oci.BLOB_KEY + ref,
                                      Policy(ttl=None, offline=self._offline, digest=hex_digest),
                                      self._blob_fetch(name, ref))
         except NotFound as exc:
@@ -332,10 +333,6 @@ class RegistryBackend(BackendBase):
             url = urljoin(url, match[1])
         return Answer(body=json.dumps({"name": name, "tags": tags}).encode(),
                       content_type="application/json")
-
-
-def _blob_key(digest: str) -> str:
-    return f"oci blob {digest}"
 
 
 def _manifest_member(rest: str) -> dict[str, str]:

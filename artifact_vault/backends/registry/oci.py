@@ -20,6 +20,9 @@ API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
 # The largest manifest Vault accepts by default (as distribution does); also the most the catalog
 # and status pages read of one to describe it.
 MAX_MANIFEST = 4 * 1024 * 1024
+# A blob's cache key is this and its digest, for every repository and every registry backend:
+# a layer two images share is stored once.
+BLOB_KEY = "oci blob "
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
