@@ -60,37 +60,34 @@ def error_body(exc: VaultError, status: int) -> bytes:
     return json.dumps({"errors": [{"code": code, "message": exc.message, "detail": detail}]}).encode()
 
 
-def children(manifest: bytes) -> list[str]:
-    """Digests of the manifests an index or manifest list points to."""
+def _descriptors(manifest: bytes, *lists: str, config: bool = False) -> list[dict]:
+    """The descriptors a manifest lists under ``lists`` (after its ``config``, if asked for)
+    that carry a well-formed digest; none if the manifest cannot be read."""
     try:
         doc = json.loads(manifest)
-        return [m["digest"] for m in doc.get("manifests", []) if DIGEST.match(m.get("digest", ""))]
+        found = [doc.get("config") or {}] if config else []
+        found += [d for name in lists for d in doc.get(name) or []]
+        return [d for d in found if DIGEST.match(d.get("digest", ""))]
     except (ValueError, AttributeError, TypeError):
         return []
+
+
+def children(manifest: bytes) -> list[str]:
+    """Digests of the manifests an index or manifest list points to."""
+    return [d["digest"] for d in _descriptors(manifest, "manifests")]
 
 
 def references(manifest: bytes) -> list[str]:
     """Every digest a manifest points to: its config and layers, or an index's manifests."""
-    try:
-        doc = json.loads(manifest)
-        found = [doc.get("config") or {}, *(doc.get("layers") or []),
-                 *(doc.get("manifests") or [])]
-        return [d["digest"] for d in found if DIGEST.match(d.get("digest", ""))]
-    except (ValueError, AttributeError, TypeError):
-        return []
+    return [d["digest"] for d in _descriptors(manifest, "layers", "manifests", config=True)]
 
 
 def blobs(manifest: bytes) -> list[tuple[str, int | None]]:
     """(digest, size) of the blobs an image manifest's client fetches next: its config, then
     its layers in order. Foreign layers (``urls``: fetched from elsewhere, never from the
     registry) and anything unreadable are left out; an index has none."""
-    try:
-        doc = json.loads(manifest)
-        found = [doc.get("config") or {}, *(doc.get("layers") or [])]
-        return [(d["digest"], _size(d.get("size")))
-                for d in found if DIGEST.match(d.get("digest", "")) and not d.get("urls")]
-    except (ValueError, AttributeError, TypeError):
-        return []
+    return [(d["digest"], _size(d.get("size")))
+            for d in _descriptors(manifest, "layers", config=True) if not d.get("urls")]
 
 
 def _size(value: object) -> int | None:
